@@ -1,0 +1,238 @@
+"""Settings: one validated, frozen object loaded from ``riskmap.toml``.
+
+Compute code never reads settings from a global; the object is passed in.
+Unknown sections or keys, wrong types and impossible values raise
+:class:`~riskmap.errors.ConfigError` naming the file and the key.
+Credentials are not settings: they come from the environment (see
+:attr:`GatewaySettings.password_env`).
+
+Examples
+--------
+>>> s = Settings()
+>>> s.office.timezone, s.rainfall.windows_h
+('Asia/Shanghai', (1, 3, 6, 12, 24))
+>>> s2 = settings_from_dict({"office": {"issuer": "青山县防汛抗旱指挥部办公室"}})
+>>> s2.office.issuer
+'青山县防汛抗旱指挥部办公室'
+>>> settings_from_dict({"office": {"isuer": "x"}}, source="riskmap.toml")
+Traceback (most recent call last):
+...
+riskmap.errors.ConfigError: riskmap.toml: unknown key 'office.isuer' (known: area_code, issuer, issuer_en, language, signature, timezone)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from riskmap.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class OfficeSettings:
+    """Who issues the warnings and how text is shown."""
+
+    issuer: str = "青山县防汛抗旱指挥部办公室"
+    """发布单位, the office's full name as it signs warnings."""
+    issuer_en: str = "Qingshan County Flood Control Office"
+    signature: str = "青山县防指"
+    """The 【signature】 that opens every SMS."""
+    area_code: str = "469900"
+    """6-digit GB/T 2260 code of the office's area (CAP identifiers, geocodes)."""
+    timezone: str = "Asia/Shanghai"
+    """Zone in which times are shown to people; storage is always UTC."""
+    language: str = "zh-CN"
+    """zh-CN or en-US for user-facing text."""
+
+
+@dataclass(frozen=True)
+class RainfallSettings:
+    """Rainfall windows, effective rainfall and plausibility."""
+
+    windows_h: tuple[int, ...] = (1, 3, 6, 12, 24)
+    """Durations (hours) of the rolling accumulation windows."""
+    effective_k: float = 0.84
+    """Decay k of effective antecedent rainfall R_eff = Σ kⁱ·Rᵢ."""
+    effective_days: int = 3
+    """n, the number of antecedent days in R_eff."""
+    day_boundary: str = "08:00"
+    """Local time at which a rainfall day starts (Beijing time by default)."""
+    max_intensity_mm_h: float = 300.0
+    """Intensities above this are reported as implausible."""
+
+
+@dataclass(frozen=True)
+class LifecycleSettings:
+    """How warnings live: hold before downgrade, validity margin."""
+
+    hold_h: tuple[float, float, float, float] = (3.0, 3.0, 6.0, 6.0)
+    """Hours a lower level must persist before a blue, yellow, orange, red warning is lowered."""
+    validity_margin_h: float = 6.0
+    """Hours past the end of the triggering window before an unrenewed warning expires."""
+
+
+@dataclass(frozen=True)
+class CapSettings:
+    """CAP 1.2 / GB/T 35965.1 identifiers."""
+
+    sender: str = "qingshan-fxb@example.invalid"
+    sector_code: str = "110"
+    unit_code: str = "001"
+    group_by_township: bool = False
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    """Where SMS go. Credentials are read from the environment variables named here."""
+
+    kind: str = "file"
+    """file, kannel, smpp or http."""
+    url: str = ""
+    username: str = ""
+    password_env: str = "RISKMAP_GATEWAY_PASSWORD"
+    sender_id: str = "106900000000"
+    rate_per_s: float = 50.0
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """The warning store."""
+
+    url: str = ""
+    """SQLAlchemy URL; empty means a SQLite file in the output folder."""
+
+
+@dataclass(frozen=True)
+class PathSettings:
+    """Folders."""
+
+    cache_dir: str = "~/.cache/riskmap"
+    rules_dir: str = ""
+    """Rule folder; empty means ./warning_rules if present, else the packaged defaults."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All settings; every section has documented defaults."""
+
+    office: OfficeSettings = field(default_factory=OfficeSettings)
+    rainfall: RainfallSettings = field(default_factory=RainfallSettings)
+    lifecycle: LifecycleSettings = field(default_factory=LifecycleSettings)
+    cap: CapSettings = field(default_factory=CapSettings)
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    paths: PathSettings = field(default_factory=PathSettings)
+    source: str = "<defaults>"
+    """Where the settings came from (a file path or ``<defaults>``)."""
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """The display time zone."""
+        return ZoneInfo(self.office.timezone)
+
+
+def _coerce(value: Any, hint: Any, where: str, source: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{source}: '{where}' must be a list, got {value!r}")
+        args = typing.get_args(hint)
+        item = args[0]
+        if len(args) != 2 or args[1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ConfigError(f"{source}: '{where}' must have {len(args)} items, got {len(value)}")
+        return tuple(_coerce(v, item, f"{where}[{i}]", source) for i, v in enumerate(value))
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{source}: '{where}' must be a number, got {value!r}")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{source}: '{where}' must be a whole number, got {value!r}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{source}: '{where}' must be true or false, got {value!r}")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{source}: '{where}' must be text, got {value!r}")
+        return value
+    raise ConfigError(f"{source}: '{where}' has an unsupported type")  # pragma: no cover
+
+
+def _section(cls: type, data: Any, name: str, source: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: [{name}] must be a table")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in known:
+            raise ConfigError(
+                f"{source}: unknown key '{name}.{key}' (known: {', '.join(sorted(known))})"
+            )
+    values = {k: _coerce(v, hints[k], f"{name}.{k}", source) for k, v in data.items()}
+    return cls(**values)
+
+
+def _validate(s: Settings) -> None:
+    src = s.source
+    try:
+        ZoneInfo(s.office.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{src}: 'office.timezone' {s.office.timezone!r} is not a known time zone") from None
+    if s.office.language not in ("zh-CN", "en-US"):
+        raise ConfigError(f"{src}: 'office.language' must be zh-CN or en-US, got {s.office.language!r}")
+    if not (len(s.office.area_code) == 6 and s.office.area_code.isdigit()):
+        raise ConfigError(f"{src}: 'office.area_code' must be 6 digits, got {s.office.area_code!r}")
+    if not s.rainfall.windows_h or any(w <= 0 for w in s.rainfall.windows_h):
+        raise ConfigError(f"{src}: 'rainfall.windows_h' must be positive hours")
+    if not 0 < s.rainfall.effective_k <= 1:
+        raise ConfigError(f"{src}: 'rainfall.effective_k' must be in (0, 1], got {s.rainfall.effective_k}")
+    if s.rainfall.effective_days < 0:
+        raise ConfigError(f"{src}: 'rainfall.effective_days' must be >= 0")
+    hh, _, mm = s.rainfall.day_boundary.partition(":")
+    if not (hh.isdigit() and mm.isdigit() and int(hh) < 24 and int(mm) < 60):
+        raise ConfigError(f"{src}: 'rainfall.day_boundary' must be HH:MM, got {s.rainfall.day_boundary!r}")
+    if s.gateway.kind not in ("file", "kannel", "smpp", "http"):
+        raise ConfigError(f"{src}: 'gateway.kind' must be file, kannel, smpp or http, got {s.gateway.kind!r}")
+    if any(h < 0 for h in s.lifecycle.hold_h):
+        raise ConfigError(f"{src}: 'lifecycle.hold_h' must not be negative")
+
+
+def settings_from_dict(data: dict[str, Any], source: str = "<dict>") -> Settings:
+    """Build validated :class:`Settings` from a parsed TOML mapping."""
+    hints = typing.get_type_hints(Settings)
+    sections: dict[str, Any] = {}
+    for name, value in data.items():
+        if name == "source" or name not in hints:
+            known = ", ".join(f.name for f in dataclasses.fields(Settings) if f.name != "source")
+            raise ConfigError(f"{source}: unknown section [{name}] (known: {known})")
+        sections[name] = _section(hints[name], value, name, source)
+    settings = Settings(**sections, source=source)
+    _validate(settings)
+    return settings
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Load settings from a TOML file, or the defaults when ``path`` is None."""
+    if path is None:
+        return Settings()
+    p = Path(path)
+    try:
+        with p.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: settings file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    return settings_from_dict(data, source=str(p))
+
+
+_ = types  # keep import for typing.get_type_hints on | unions
