@@ -1,0 +1,49 @@
+"""SMS gateways behind one small interface (:class:`~riskmap.gateways.base.Gateway`).
+
+- :class:`~riskmap.gateways.file.FileGateway` — JSON lines, for the demo and dry runs.
+- :class:`~riskmap.gateways.kannel.KannelGateway` — Kannel HTTP sendsms.
+- :class:`~riskmap.gateways.http.HttpGateway` — a generic HTTP aggregator.
+- :class:`~riskmap.gateways.smpp.SmppGateway` — SMPP 3.4 straight to an SMSC.
+
+:func:`make_gateway` builds the one named by the settings.
+
+Examples
+--------
+>>> import tempfile
+>>> from riskmap.config import GatewaySettings
+>>> gw = make_gateway(GatewaySettings(kind="file"), out_dir=tempfile.mkdtemp())
+>>> gw.name, gw.path.name
+('file', 'sms.jsonl')
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from riskmap.config import GatewaySettings
+from riskmap.errors import ConfigError
+from riskmap.gateways.base import Gateway, OutgoingSms, SendResult, mask
+
+__all__ = ["Gateway", "OutgoingSms", "SendResult", "mask", "make_gateway"]
+
+
+def make_gateway(gs: GatewaySettings, out_dir: str | Path = ".", dlr_url: str = "") -> Gateway:
+    """Build the gateway ``gs.kind`` names.
+
+    ``file`` writes ``OUT_DIR/sms.jsonl``; ``kannel`` sends to ``gs.url`` as
+    ``gs.username`` with the password from the environment variable
+    ``gs.password_env``; ``dlr_url`` (with ``{id}``) is where delivery reports go.
+    """
+    if gs.kind == "file":
+        from riskmap.gateways.file import FileGateway
+
+        return FileGateway(Path(out_dir) / "sms.jsonl")
+    if gs.kind == "kannel":
+        from riskmap.gateways.kannel import KannelGateway
+
+        if not gs.url:
+            raise ConfigError("gateway.url: the Kannel sendsms URL is required when gateway.kind = 'kannel'")
+        return KannelGateway.from_env(gs.url, gs.username, gs.password_env, sender=gs.sender_id,
+                                      dlr_url=dlr_url)
+    raise ConfigError(f"gateway.kind {gs.kind!r}: not available through make_gateway yet; "
+                      "build riskmap.gateways.http.HttpGateway / smpp.SmppGateway directly")
