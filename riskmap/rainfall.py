@@ -1,0 +1,247 @@
+"""Per-village rainfall from a forecast grid: one sparse product per forecast.
+
+``village_rainfall(villages, grid)`` gives, per village and time step, the
+coverage-fraction-weighted ``mean`` (exactly exactextract's ``mean``), the ``max`` of every
+cell the village touches with positive coverage, and the village's ``covered_fraction``.
+
+How it computes
+---------------
+With ``W`` the village × cell coverage matrix (:class:`~riskmap.weights.CoverageWeights`,
+built once per grid and village layer and cached by :mod:`riskmap.weights_cache`) and
+``R`` the forecast as cells × time (C-contiguous float64, one transposing copy of the
+``(time, y, x)`` array)::
+
+    mean = (W @ R) / rowsum(W)                       # one sparse product, all time steps
+    max  = fmax.reduceat(R[W.indices], W.indptr)     # vectorised over villages, in time chunks
+
+NaN cells are left out: if (and only if) the product shows a NaN, it is redone as
+``(W @ R0) / (W @ V)`` with ``R0`` = R with NaN set to 0 and ``V`` the 0/1 valid mask.
+``covered_fraction`` (dims ``village``) is the share of the village's area (in the grid
+CRS) that lies on grid cells with a value — at the worst time step — so a village partly
+outside the grid, or under NaN cells, says how much of it the numbers describe.
+
+Blocks and Dask
+---------------
+The engine is blockwise by construction: the result for a set of villages depends only on
+their rows of ``W`` (``weights.take(slice)`` / ``weights.select(codes)``), and the result
+for a time chunk only on that chunk of the grid.  ``village_rainfall`` therefore accepts a
+slice of villages and any time chunk.  To run it with Dask, chunk the forecast along time
+and map this function over the chunks with the (small, picklable) weights captured::
+
+    da = forecast.chunk(time=12)
+    out = xr.map_blocks(lambda blk: village_rainfall(None, blk, weights=w), da,
+                        template=village_rainfall(None, forecast.isel(time=[0]), weights=w)
+                        .reindex(time=forecast.time).chunk(time=12))
+
+and for village blocks, split ``w`` with ``w.take(slice(i, j))`` and concatenate along
+``village``.  Space must stay whole (``x``/``y`` unchunked): a village's cells may lie
+anywhere on the grid.  No Dask is needed for a province: 50,000 villages × 72 steps take
+well under a second.
+
+Examples
+--------
+>>> import numpy as np, pandas as pd, xarray as xr, rioxarray, geopandas as gpd, shapely  # noqa: F401
+>>> t = pd.to_datetime(["2026-07-01T01:00", "2026-07-01T02:00"])
+>>> da = xr.DataArray(np.array([[[1, 2], [3, 4]], [[0, 0], [0, 8]]], "float32"), dims=("time", "y", "x"),
+...                   coords={"time": t, "x": [0.5, 1.5], "y": [1.5, 0.5]}).rio.write_crs("EPSG:32650")
+>>> v = gpd.GeoDataFrame({"code": ["110101001001"]}, geometry=[shapely.box(0.5, 0, 1.5, 1)], crs="EPSG:32650")
+>>> r = village_rainfall(v, da)
+>>> r["mean"].values.tolist(), r["max"].values.tolist(), r["covered_fraction"].values.tolist()
+([[3.5, 4.0]], [[4.0, 8.0]], [1.0])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from riskmap.errors import ForecastError, InputError
+from riskmap.grid import GridDef
+from riskmap.weights import CoverageWeights, coverage_weights, village_frame
+
+__all__ = ["village_rainfall", "aggregate", "rainfall_table", "MAX_CHUNK_ELEMENTS"]
+
+STATS = ("mean", "max")
+MAX_CHUNK_ELEMENTS = 1 << 24
+"""Largest gathered (time × touched cells) block held at once while computing ``max``."""
+
+
+def _as_cells_by_time(values: np.ndarray) -> np.ndarray:
+    """(time, cells) → (cells, time) C-contiguous float64, one pass."""
+    out = np.empty((values.shape[1], values.shape[0]), dtype=np.float64)
+    out[...] = values.T
+    return out
+
+
+def _mean(weights: CoverageWeights, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean (village, time), covered fraction (village))."""
+    m = weights.matrix
+    r = _as_cells_by_time(values)
+    num = m @ r
+    den = np.asarray(m.sum(axis=1)).ravel()
+    if np.isnan(num).any():
+        valid = ~np.isnan(r)
+        r[~valid] = 0.0
+        num = m @ r
+        den2 = m @ valid.astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(den2 > 0, num / den2, np.nan)
+        covered = den2.min(axis=1) if den2.shape[1] else den
+    else:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(den[:, None] > 0, num / den[:, None], np.nan)
+        covered = den
+    full = weights.full
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.where(full > 0, covered / np.where(full > 0, full, 1.0), 0.0)
+    return mean, np.clip(frac, 0.0, 1.0)
+
+
+def _max(weights: CoverageWeights, values: np.ndarray) -> np.ndarray:
+    """Max over touched cells, (village, time); NaN cells left out; NaN where nothing is touched."""
+    nt = values.shape[0]
+    indptr, indices = weights.indptr, weights.indices
+    out = np.full((weights.n_villages, nt), np.nan, dtype=values.dtype)
+    nonempty = np.flatnonzero(np.diff(indptr) > 0)
+    if len(nonempty) == 0 or nt == 0:
+        return out
+    starts = indptr[nonempty]
+    step = max(1, MAX_CHUNK_ELEMENTS // max(1, len(indices)))
+    for t0 in range(0, nt, step):
+        block = values[t0:t0 + step][:, indices]             # (time chunk, nnz)
+        out[nonempty, t0:t0 + step] = np.fmax.reduceat(block, starts, axis=1).T
+    return out
+
+
+def aggregate(weights: CoverageWeights, values: np.ndarray,
+              stats: Sequence[str] = STATS) -> dict[str, np.ndarray]:
+    """The pure array core: per-village stats of a ``(time, cells)`` array.
+
+    Parameters
+    ----------
+    weights
+        Coverage weights (any row subset).
+    values
+        ``(time, ncells)`` rainfall, cells numbered as in :class:`~riskmap.grid.GridDef`.
+    stats
+        Any of ``"mean"``, ``"max"``.
+
+    Returns
+    -------
+    dict
+        ``mean``/``max`` as float32 ``(village, time)`` arrays and ``covered_fraction``
+        (village) as float64.
+
+    >>> import numpy as np, scipy.sparse as sp
+    >>> w = CoverageWeights(sp.csr_array(np.array([[0.5, 0.25, 0.0]])), GridDef("", 0, 0, 1, 1, 3, 1),
+    ...                     np.array(["a"]), np.array([1.0]))
+    >>> out = aggregate(w, np.array([[4.0, np.nan, 9.0], [4.0, 1.0, 9.0]]))
+    >>> out["mean"].tolist(), out["max"].tolist(), out["covered_fraction"].tolist()
+    ([[4.0, 3.0]], [[4.0, 4.0]], [0.5])
+    """
+    unknown = set(stats) - set(STATS)
+    if unknown:
+        raise InputError(f"village_rainfall: unknown stat(s) {sorted(unknown)}; known: {', '.join(STATS)}")
+    values = np.asarray(values)
+    if values.ndim != 2 or values.shape[1] != weights.grid.ncells:
+        raise InputError(f"village_rainfall: values of shape {values.shape} do not match the grid's "
+                         f"{weights.grid.ncells} cells")
+    mean, frac = _mean(weights, values)
+    out: dict[str, np.ndarray] = {"covered_fraction": frac}
+    if "mean" in stats:
+        out["mean"] = mean.astype(np.float32)
+    if "max" in stats:
+        out["max"] = _max(weights, values).astype(np.float32, copy=False)
+    return out
+
+
+def village_rainfall(villages: Any, grid: xr.DataArray, stats: Sequence[str] = STATS,
+                     weights: CoverageWeights | None = None) -> xr.Dataset:
+    """Per-village rainfall of a forecast grid.
+
+    Parameters
+    ----------
+    villages
+        GeoDataFrame in the villages schema, or a :class:`~riskmap.region.Region`; the
+        result keeps its order.  May be ``None`` when ``weights`` is given (all its villages).
+        A subset of the weights' villages selects their rows (blocks of villages).
+    grid
+        Forecast in the team's contract: dims ``(time, y, x)``, mm per interval, a CRS.
+        Any time chunk works.
+    stats
+        ``"mean"`` and/or ``"max"``.
+    weights
+        Precomputed :class:`~riskmap.weights.CoverageWeights` (from the cache); built here
+        when None.  Must belong to this grid: otherwise :class:`~riskmap.errors.ForecastError`.
+
+    Returns
+    -------
+    xarray.Dataset
+        Dims ``(village, time)``; coordinate ``village`` (codes) and the grid's ``time``
+        (UTC, tz-naive datetime64[ns], interval end) and ``interval`` when present;
+        float32 ``mean``/``max`` in mm per interval; ``covered_fraction`` (village);
+        attrs ``reference_time``/``source`` copied from the grid.
+    """
+    if set(grid.dims) != {"time", "y", "x"}:
+        raise ForecastError(f"village_rainfall: grid dims must be (time, y, x), got {tuple(grid.dims)}")
+    gd = GridDef.from_dataarray(grid)
+    if weights is None:
+        if villages is None:
+            raise InputError("village_rainfall: give villages or weights")
+        weights = coverage_weights(villages, gd)
+    elif weights.grid != gd:
+        raise ForecastError("village_rainfall: the coverage weights were built for another grid "
+                            f"(weights {weights.grid.shape} key {weights.grid.key[:12]}, "
+                            f"forecast {gd.shape} key {gd.key[:12]})")
+    if villages is not None:
+        weights = weights.select(village_frame(villages)["code"].astype(str).to_numpy())
+    data = grid.transpose("time", "y", "x").values
+    values = data.reshape(data.shape[0], -1)
+    out = aggregate(weights, values, stats)
+    coords: dict[str, Any] = {"village": weights.codes, "time": grid["time"].values}
+    if "interval" in grid.coords and grid["interval"].dims == ("time",):
+        coords["interval"] = ("time", grid["interval"].values)
+    data_vars: dict[str, Any] = {s: (("village", "time"), out[s]) for s in STATS if s in out}
+    data_vars["covered_fraction"] = (("village",), out["covered_fraction"])
+    ds = xr.Dataset(data_vars, coords=coords)
+    for k in ("reference_time", "source"):
+        if k in grid.attrs:
+            ds.attrs[k] = grid.attrs[k]
+    for s in STATS:
+        if s in ds:
+            ds[s].attrs["units"] = "mm"
+    return ds
+
+
+def rainfall_table(rain: xr.Dataset) -> pd.DataFrame:
+    """Long form of :func:`village_rainfall`'s result: columns ``village, time, stat, mm``.
+
+    ``time`` is tz-aware UTC (the interval end).
+
+    >>> t = pd.to_datetime(["2026-07-01T01", "2026-07-01T02"])
+    >>> ds = xr.Dataset({"mean": (("village", "time"), [[1.0, 2.0]])},
+    ...                 coords={"village": ["110101001001"], "time": t})
+    >>> rainfall_table(ds).iloc[1].tolist()
+    ['110101001001', Timestamp('2026-07-01 02:00:00+0000', tz='UTC'), 'mean', 2.0]
+    """
+    frames = []
+    villages = rain["village"].values.astype(str)
+    times = pd.DatetimeIndex(rain["time"].values).tz_localize("UTC")
+    for s in STATS:
+        if s not in rain:
+            continue
+        a = rain[s].transpose("village", "time").values
+        frames.append(pd.DataFrame({
+            "village": np.repeat(villages, len(times)),
+            "time": np.tile(times, len(villages)),
+            "stat": s,
+            "mm": a.ravel().astype(np.float64),
+        }))
+    if not frames:
+        return pd.DataFrame({"village": pd.Series(dtype=str), "time": pd.Series(dtype="datetime64[ns, UTC]"),
+                             "stat": pd.Series(dtype=str), "mm": pd.Series(dtype=float)})
+    return pd.concat(frames, ignore_index=True)

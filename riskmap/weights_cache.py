@@ -1,0 +1,142 @@
+"""On-disk cache of coverage weights (the IO edge of :mod:`riskmap.weights`).
+
+One file per (grid definition, village layer): ``<cache_dir>/weights-<key>.npz`` where
+``key = sha256(grid key, village layer key)``; the village layer key hashes the layer's CRS,
+its codes in order and every geometry's WKB.  The caller passes the folder
+(``Settings.paths.cache_dir``).
+
+* Writes are atomic: the file is written to a unique temporary name in the same folder and
+  renamed over the final name (``os.replace``), so a concurrent reader sees the old file,
+  the new one, or none — never half a file.  Two writers racing write the same content.
+* A loaded entry is verified against the request: its stored grid definition must equal
+  the requested :class:`~riskmap.grid.GridDef` and its stored village layer key the
+  requested one; otherwise (a hash collision, a tampered or truncated file) it is ignored
+  and rebuilt — weights are never returned for another grid.
+
+Examples
+--------
+>>> import tempfile, numpy as np, xarray as xr, rioxarray, geopandas as gpd, shapely  # noqa: F401
+>>> da = xr.DataArray(np.zeros((1, 2, 2), "float32"), dims=("time", "y", "x"),
+...                   coords={"x": [0.5, 1.5], "y": [1.5, 0.5]}).rio.write_crs("EPSG:32650")
+>>> grid = GridDef.from_dataarray(da)
+>>> v = gpd.GeoDataFrame({"code": ["110101001001"]}, geometry=[shapely.box(0, 0, 1, 2)], crs="EPSG:32650")
+>>> with tempfile.TemporaryDirectory() as d:
+...     w1 = cached_coverage_weights(d, v, grid)          # built and saved
+...     w2 = load_weights(d, v, grid)                     # read back
+...     other = GridDef.from_dataarray(da.assign_coords(x=[10.5, 11.5]))
+...     (w2.matrix != w1.matrix).nnz, load_weights(d, v, other)
+(0, None)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import shapely
+
+from riskmap.errors import RiskmapIOError
+from riskmap.grid import GridDef
+from riskmap.weights import CoverageWeights, coverage_weights, village_frame
+
+__all__ = ["village_layer_key", "cache_key", "cache_path", "load_weights", "save_weights",
+           "cached_coverage_weights"]
+
+FORMAT = "riskmap-coverage-weights-1"
+
+
+def village_layer_key(villages: Any) -> str:
+    """Hex digest of a village layer: CRS, codes in order, geometry WKB."""
+    gdf = village_frame(villages)
+    h = hashlib.sha256()
+    h.update(gdf.crs.to_wkt().encode())
+    codes = gdf["code"].astype(str).to_numpy()
+    h.update("\x1f".join(codes).encode())
+    wkb = shapely.to_wkb(gdf.geometry.to_numpy(), byte_order=1, include_srid=False)
+    lengths = np.fromiter((len(b) if b is not None else -1 for b in wkb), dtype=np.int64, count=len(wkb))
+    h.update(lengths.tobytes())
+    h.update(b"".join(b for b in wkb if b is not None))
+    return h.hexdigest()
+
+
+def cache_key(grid: GridDef, layer_key: str) -> str:
+    """Key of one cache entry."""
+    return hashlib.sha256(f"{FORMAT}|{grid.key}|{layer_key}".encode()).hexdigest()
+
+
+def cache_path(cache_dir: str | os.PathLike[str], grid: GridDef, layer_key: str) -> Path:
+    """Where the entry for this grid and layer lives."""
+    return Path(cache_dir).expanduser() / f"weights-{cache_key(grid, layer_key)[:40]}.npz"
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+
+
+def load_weights(cache_dir: str | os.PathLike[str], villages: Any, grid: GridDef,
+                 *, layer_key: str | None = None) -> CoverageWeights | None:
+    """The cached weights for this village layer on this grid, or None (missing or not matching).
+
+    ``layer_key`` (from :func:`village_layer_key`) may be passed to skip re-hashing the layer.
+    """
+    layer_key = layer_key or village_layer_key(villages)
+    path = cache_path(cache_dir, grid, layer_key)
+    z = _read(path)
+    if z is None:
+        return None
+    try:
+        if str(z["format"]) != FORMAT or str(z["layer_key"]) != layer_key:
+            return None
+        if GridDef.from_dict(json.loads(str(z["grid"]))) != grid:
+            return None
+        n = len(z["codes"])
+        matrix = sp.csr_array((z["data"], z["indices"], z["indptr"]), shape=(n, grid.ncells))
+        return CoverageWeights(matrix, grid, z["codes"].astype(str), z["full"])
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
+def save_weights(cache_dir: str | os.PathLike[str], weights: CoverageWeights, layer_key: str) -> Path:
+    """Write the weights atomically (temporary file + rename); return the path."""
+    path = cache_path(cache_dir, weights.grid, layer_key)
+    m = weights.matrix
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(fh, format=np.array(FORMAT), layer_key=np.array(layer_key),
+                         grid=np.array(json.dumps(weights.grid.to_dict())),
+                         codes=weights.codes.astype(str), full=weights.full,
+                         data=m.data, indices=m.indices, indptr=m.indptr)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise RiskmapIOError(f"{path}: cannot write the coverage-weights cache: {exc}") from exc
+    return path
+
+
+def cached_coverage_weights(cache_dir: str | os.PathLike[str], villages: Any,
+                            grid: GridDef) -> CoverageWeights:
+    """Load the weights from the cache, or build and save them."""
+    key = village_layer_key(villages)
+    w = load_weights(cache_dir, villages, grid, layer_key=key)
+    if w is None:
+        w = coverage_weights(villages, grid)
+        save_weights(cache_dir, w, key)
+    return w
