@@ -225,8 +225,9 @@ def rainfall_table(rain: xr.Dataset) -> pd.DataFrame:
     >>> t = pd.to_datetime(["2026-07-01T01", "2026-07-01T02"])
     >>> ds = xr.Dataset({"mean": (("village", "time"), [[1.0, 2.0]])},
     ...                 coords={"village": ["110101001001"], "time": t})
-    >>> rainfall_table(ds).iloc[1].tolist()
-    ['110101001001', Timestamp('2026-07-01 02:00:00+0000', tz='UTC'), 'mean', 2.0]
+    >>> row = rainfall_table(ds).iloc[1]
+    >>> row["village"], str(row["time"]), row["stat"], float(row["mm"])
+    ('110101001001', '2026-07-01 02:00:00+00:00', 'mean', 2.0)
     """
     frames = []
     villages = rain["village"].values.astype(str)
