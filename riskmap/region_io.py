@@ -1,0 +1,390 @@
+"""Raw reading of a region: every layer file read once, as found, into frames.
+
+This is the IO edge under :mod:`riskmap.check` and :mod:`riskmap.region`:
+:func:`read_region_raw` reads a GeoPackage (layers by name) or a directory
+with one file per layer (``<layer>.gpkg|.geojson|.json|.shp``, tables
+``<layer>.csv|.xlsx``) and returns a :class:`RawRegion` that both the checker
+and the loader work from, so a run reads each file once.
+
+What "raw" keeps and what it already fixes:
+
+* geometries stay in their declared CRS (``None`` if none was declared);
+* column names are stripped and matched case-insensitively to the schema;
+* key and text columns (:data:`TEXT_COLUMNS`: codes, ids, phones, roles …) are
+  strings (pandas ``str`` dtype, missing = NaN), never floats: ``5.1e11`` read
+  from a numeric field becomes ``'510100000000'``; CSV/xlsx text keeps its leading
+  zeros; surrounding blanks are stripped and empty cells are missing;
+* numeric columns are left as read (strings from CSV/xlsx): the checker reports
+  what does not parse, the loader converts;
+* CSV files and shapefiles without a ``.cpg`` are decoded as UTF-8 when they
+  are valid UTF-8, otherwise as GB18030 (a superset of GBK and GB2312).
+
+Problems found while reading (missing mandatory layer, unreadable file, two
+files for one layer, unknown layer) are returned as :class:`Problem` records in
+:attr:`RawRegion.problems`; only a path that is neither a GeoPackage nor a
+directory raises.
+
+Examples
+--------
+>>> text_column(pd.Series([510100001001.0, None, " 007 "], dtype=object)).tolist()
+['510100001001', nan, '007']
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyogrio
+
+from riskmap.errors import RegionError
+from riskmap.schema import LAYERS
+
+__all__ = ["Problem", "RawLayer", "RawRegion", "read_region_raw", "text_column", "TEXT_COLUMNS", "numbers",
+           "scale_codes", "role_ids", "soil_ids",
+           "VECTOR_SUFFIXES", "TABLE_SUFFIXES"]
+
+TEXT_COLUMNS = frozenset({
+    "code", "id", "name", "township", "county", "reservoir_id", "scale", "status", "kind",
+    "phone", "role", "admin_code", "feature_layer", "feature_id", "household_id", "drill",
+    "village_code", "soil",
+})
+"""Columns always read as text (keys, codes, phones, labels)."""
+
+VECTOR_SUFFIXES = (".gpkg", ".geojson", ".json", ".shp")
+TABLE_SUFFIXES = (".csv", ".xlsx", ".gpkg")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem in a region: where it is and what is wrong.
+
+    ``row`` identifies the feature: the village code, the feature id, or ``#N``
+    (the N-th record, 1-based; line N+1 of a spreadsheet with a header) when it has
+    none; empty for problems of a whole layer or column.  ``severity`` is
+    ``error`` (the region cannot be used) or ``warning``.
+    """
+
+    layer: str
+    row: str
+    column: str
+    message: str
+    severity: str = "error"
+
+    def format(self) -> str:
+        """One line: ``ERROR layer [row] column: message``.
+
+        Examples
+        --------
+        >>> Problem("villages", "510100001001", "population", "negative count: -5").format()
+        'ERROR villages [510100001001] population: negative count: -5'
+        >>> Problem("rivers", "", "", "no CRS declared", "warning").format()
+        'WARNING rivers: no CRS declared'
+        """
+        where = self.layer + (f" [{self.row}]" if self.row else "")
+        where += f" {self.column}" if self.column else ""
+        return f"{self.severity.upper()} {where}: {self.message}"
+
+
+@dataclass(frozen=True, eq=False)
+class RawLayer:
+    """One layer as read: a (Geo)DataFrame and the file it came from."""
+
+    name: str
+    frame: pd.DataFrame
+    source: str
+
+
+@dataclass(frozen=True, eq=False)
+class RawRegion:
+    """Every layer found in a region, as read, plus the problems met while reading."""
+
+    source: str
+    layers: Mapping[str, RawLayer]
+    problems: tuple[Problem, ...] = field(default=())
+
+    def frame(self, name: str) -> pd.DataFrame | None:
+        """The layer's frame, or None when the region lacks it."""
+        layer = self.layers.get(name)
+        return None if layer is None else layer.frame
+
+
+def text_column(values: pd.Series) -> pd.Series:
+    """Return *values* as text: integral numbers without ``.0``, blanks stripped, ``''`` → NaN."""
+    kind = values.dtype.kind
+    if kind in "iub":
+        return values.astype(str)
+    if kind == "f":
+        out = values.astype(str)
+        v = values.to_numpy(dtype=float)
+        whole = np.isfinite(v) & (v == np.round(v))
+        if whole.any():
+            out[whole] = values[whole].astype("int64").astype(str)
+        return out
+    if kind == "O":
+        values = values.map(lambda v: str(int(v)) if isinstance(v, float) and v.is_integer() else v)
+    out = values.astype(str).str.strip()
+    return out.mask(out == "")
+
+
+def _tidy(frame: pd.DataFrame, layer: str) -> pd.DataFrame:
+    """Normalise column names and text columns of a freshly read frame."""
+    spec = LAYERS[layer]
+    known = {c for c in (*spec.required, *spec.optional)}
+    rename = {}
+    for col in frame.columns:
+        if col == "geometry" or not isinstance(col, str):
+            continue
+        key = col.strip().lower()
+        if key in known and key != col and key not in frame.columns:
+            rename[col] = key
+    if rename:
+        frame = frame.rename(columns=rename)
+    for col in frame.columns:
+        if col in TEXT_COLUMNS:
+            frame[col] = text_column(frame[col])
+    return frame.reset_index(drop=True)
+
+
+def _decode(data: bytes) -> str:
+    """UTF-8 (with or without BOM) when valid, else GB18030."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("gb18030")
+
+
+def read_csv(path: Path) -> pd.DataFrame:
+    """Read a CSV table as text (UTF-8 or GB18030), empty cells missing."""
+    text = _decode(path.read_bytes())
+    return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[""],
+                       skipinitialspace=True)
+
+
+def read_xlsx(path: Path, layer: str) -> pd.DataFrame:
+    """Read the sheet named like the layer (else the first sheet) of an .xlsx file, as text."""
+    with pd.ExcelFile(path, engine="openpyxl") as book:
+        names = [str(n) for n in book.sheet_names]
+        sheet = next((n for n in names if n.strip().lower() == layer), names[0])
+        return book.parse(sheet, dtype=str)
+
+
+def _shapefile_encoding(path: Path) -> str | None:
+    """None when GDAL knows the encoding (a .cpg or a DBF code page), else UTF-8 or GB18030."""
+    if any(path.with_suffix(s).exists() for s in (".cpg", ".CPG")):
+        return None
+    dbf = next((p for p in (path.with_suffix(".dbf"), path.with_suffix(".DBF")) if p.exists()), None)
+    if dbf is None:
+        return None
+    data = dbf.read_bytes()
+    if len(data) > 29 and data[29] != 0:
+        return None
+    try:
+        data[32:].decode("utf-8")
+    except UnicodeDecodeError:
+        return "GB18030"
+    return "UTF-8"
+
+
+def read_vector(path: Path, layer: str | None = None) -> pd.DataFrame:
+    """Read one vector layer (or an attribute-only table) with pyogrio."""
+    kwargs: dict[str, object] = {}
+    if path.suffix.lower() == ".shp":
+        enc = _shapefile_encoding(path)
+        if enc:
+            kwargs["encoding"] = enc
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return pyogrio.read_dataframe(path, layer=layer, **kwargs)  # type: ignore[no-any-return]
+
+
+def _gpkg_layer_names(path: Path) -> list[str]:
+    return [str(n) for n in pyogrio.list_layers(path)[:, 0]]
+
+
+def _read_one(name: str, path: Path, gpkg_layer: str | None = None) -> RawLayer | Problem:
+    """Read one layer file; a Problem when it cannot be read."""
+    spec = LAYERS[name]
+    where = f"{path.name}" + (f" layer '{gpkg_layer}'" if gpkg_layer else "")
+    try:
+        suffix = path.suffix.lower()
+        if suffix == ".csv":
+            frame = read_csv(path)
+        elif suffix == ".xlsx":
+            frame = read_xlsx(path, name)
+        else:
+            frame = read_vector(path, gpkg_layer)
+    except Exception as exc:  # noqa: BLE001 - any reader failure is a problem of that file
+        return Problem(name, "", "", f"cannot read {where}: {type(exc).__name__}: {exc}")
+    if spec.kind == "table" and isinstance(frame, gpd.GeoDataFrame):
+        frame = pd.DataFrame(frame.drop(columns=frame.geometry.name))
+    if spec.kind == "vector" and not isinstance(frame, gpd.GeoDataFrame):
+        return Problem(name, "", "geometry",
+                       f"{where} has no geometry: a {name} layer needs {', '.join(spec.geometry)} features")
+    return RawLayer(name, _tidy(frame, name), str(path) + (f":{gpkg_layer}" if gpkg_layer else ""))
+
+
+def _from_geopackage(path: Path) -> tuple[dict[str, RawLayer], list[Problem]]:
+    layers: dict[str, RawLayer] = {}
+    problems: list[Problem] = []
+    try:
+        names = _gpkg_layer_names(path)
+    except Exception as exc:  # noqa: BLE001
+        raise RegionError(f"{path}: cannot open GeoPackage: {exc}") from exc
+    by_key = {n.strip().lower(): n for n in names}
+    for name in LAYERS:
+        if name in by_key:
+            got = _read_one(name, path, by_key[name])
+            if isinstance(got, Problem):
+                problems.append(got)
+            else:
+                layers[name] = got
+    for key, actual in by_key.items():
+        if key not in LAYERS and not key.startswith(("gpkg_", "rtree_", "layer_styles")):
+            problems.append(Problem(actual, "", "", f"unknown layer in {path.name}, ignored "
+                                    f"(known: {', '.join(LAYERS)})", "warning"))
+    return layers, problems
+
+
+def _from_directory(path: Path) -> tuple[dict[str, RawLayer], list[Problem]]:
+    layers: dict[str, RawLayer] = {}
+    problems: list[Problem] = []
+    files = {p.name.lower(): p for p in path.iterdir() if p.is_file()}
+    for name, spec in LAYERS.items():
+        suffixes = VECTOR_SUFFIXES if spec.kind == "vector" else TABLE_SUFFIXES
+        found = [files[name + s] for s in suffixes if name + s in files]
+        if not found:
+            continue
+        if len(found) > 1:
+            problems.append(Problem(name, "", "", f"several files for one layer: "
+                                    f"{', '.join(p.name for p in found)}; using {found[0].name}", "warning"))
+        file = found[0]
+        gpkg_layer = None
+        if file.suffix.lower() == ".gpkg":
+            try:
+                inner = _gpkg_layer_names(file)
+            except Exception as exc:  # noqa: BLE001
+                problems.append(Problem(name, "", "", f"cannot open {file.name}: {exc}"))
+                continue
+            gpkg_layer = next((n for n in inner if n.strip().lower() == name), inner[0] if inner else None)
+        got = _read_one(name, file, gpkg_layer)
+        if isinstance(got, Problem):
+            problems.append(got)
+        else:
+            layers[name] = got
+    return layers, problems
+
+
+def read_region_raw(path: str | Path) -> RawRegion:
+    """Read every layer of a region once, as found.
+
+    Parameters
+    ----------
+    path
+        A GeoPackage holding the layers by name, or a directory with one file per layer.
+
+    Returns
+    -------
+    RawRegion
+        The layers found (missing optional layers are simply absent) and the
+        problems met while reading, including a missing mandatory layer.
+
+    Raises
+    ------
+    RegionError
+        When *path* does not exist or is neither a GeoPackage nor a directory.
+    """
+    path = Path(path)
+    if path.is_dir():
+        layers, problems = _from_directory(path)
+        expected = "a file <layer>.gpkg, .geojson, .json or .shp"
+    elif path.is_file() and path.suffix.lower() == ".gpkg":
+        layers, problems = _from_geopackage(path)
+        expected = "a layer of that name"
+    elif path.exists():
+        raise RegionError(f"{path}: a region is a GeoPackage (.gpkg) or a directory with one file per layer")
+    else:
+        raise RegionError(f"{path}: no such region (GeoPackage or directory)")
+    for name, spec in LAYERS.items():
+        if spec.mandatory and name not in layers and not any(p.layer == name for p in problems):
+            problems.append(Problem(name, "", "", f"missing mandatory layer: {path.name} has no {name} "
+                                    f"({expected})"))
+    return RawRegion(str(path), layers, tuple(problems))
+
+
+# ---- value normalisers shared by the checker and the loader -------------------------------------------
+
+_SOIL_ALIASES = {"dry": "dry", "normal": "normal", "wet": "wet", "较干": "dry", "干": "dry", "一般": "normal",
+                 "较湿": "wet", "湿": "wet"}
+"""Soil states: ids and the Chinese terms offices write (较干, 一般, 较湿)."""
+
+
+def numbers(values: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Parse a column as numbers: ``(float values, bad)`` where *bad* marks text that is not a number.
+
+    Thousands separators (``1,234``) are accepted; missing cells are NaN and not bad.
+
+    Examples
+    --------
+    >>> v, bad = numbers(pd.Series(["1,234", "x", None, " 5 "]))
+    >>> v.tolist()[:2], bad.tolist()
+    ([1234.0, nan], [False, True, False, False])
+    """
+    if values.dtype.kind in "iufb":
+        return values.astype(float), pd.Series(False, index=values.index)
+    text = text_column(values).str.replace(",", "", regex=False)
+    parsed = pd.to_numeric(text, errors="coerce").astype(float)
+    return parsed, parsed.isna() & text.notna()
+
+
+def _lookup(values: pd.Series, table: Mapping[str, object]) -> pd.Series:
+    """Map text through *table* after NFKC, stripping and lower-casing; unknown or missing → NaN."""
+    keys = text_column(values).str.normalize("NFKC").str.replace(" ", "", regex=False).str.lower()
+    return keys.map(table)
+
+
+def scale_codes(values: pd.Series) -> pd.Series:
+    """Reservoir scale names (大(1)型 … 小(2)型) or codes 1–5 → ``Int64`` codes; unknown → <NA>.
+
+    Examples
+    --------
+    >>> scale_codes(pd.Series(["中型", "小（2）型", 4, "4.0", "巨型"])).tolist()
+    [3, 5, 4, 4, <NA>]
+    """
+    from riskmap.schema import RESERVOIR_SCALES
+
+    table: dict[str, object] = {k.lower(): v for k, v in RESERVOIR_SCALES.items()}
+    table.update({str(c): c for c in range(1, 6)})
+    table.update({f"{c}.0": c for c in range(1, 6)})
+    return _lookup(values, table).astype("Int64")
+
+
+def role_ids(values: pd.Series) -> pd.Series:
+    """Contact roles as ids (``village_head`` …) from ids or Chinese names (村责任人 …); unknown → NaN.
+
+    Examples
+    --------
+    >>> role_ids(pd.Series(["村责任人", "Household", "boss"])).tolist()
+    ['village_head', 'household', nan]
+    """
+    from riskmap.schema import ROLES
+
+    table = {**{k: k for k in ROLES}, **{v: k for k, v in ROLES.items()}}
+    return _lookup(values, table).astype(str)
+
+
+def soil_ids(values: pd.Series) -> pd.Series:
+    """Soil states as ids (dry/normal/wet) from ids or 较干/一般/较湿; unknown → NaN.
+
+    Examples
+    --------
+    >>> soil_ids(pd.Series(["较湿", "DRY", "muddy"])).tolist()
+    ['wet', 'dry', nan]
+    """
+    return _lookup(values, _SOIL_ALIASES).astype(str)
