@@ -1,0 +1,375 @@
+"""Warning lifecycle: previous state + new levels + now -> new state + changes (pure).
+
+A level computed from one forecast is not yet a warning.  :func:`decide` turns the
+levels of one run into the office's warnings:
+
+* level > 0 where nothing is active -> ``issue``;
+* higher than the current level -> ``escalate`` at once;
+* lower -> ``downgrade`` only after the hold of the current level
+  (``hold_h[level-1]`` hours, or ``hold_runs`` consecutive lower runs when set),
+  to the highest level seen during the hold;
+* 0 through the hold -> ``lift`` (解除);
+* past validity (end of the triggering window + ``validity_margin_h``) without
+  renewal -> ``expire`` when the level is 0 now, else an immediate downgrade.
+
+The same run processed twice changes nothing; a run older than the last applied one
+(``now < last_run_at``) changes nothing.  Manual acts (:class:`ManualIssue`,
+:class:`ManualLift`) and silences (:class:`Silence`) are inputs too: a silence
+suppresses automatic issue and escalation (reported in ``Decision.suppressed``);
+a manual warning is not lowered by automatic runs until it expires or is lifted.
+
+Examples
+--------
+>>> import pandas as pd
+>>> from datetime import datetime, timezone
+>>> t0 = datetime(2026, 7, 1, 0, tzinfo=UTC)
+>>> lv = pd.DataFrame({"village_code": ["469900100200"], "hazard": ["rainstorm"], "level": [3],
+...     "rule": ["rainstorm.orange"], "window_h": [3.0], "value_mm": [62.0], "threshold_mm": [50.0],
+...     "window_end": [pd.Timestamp("2026-07-01 03:00", tz="UTC")], "reason": ["3 h 62 mm >= 50 mm"]})
+>>> d = decide({}, lv, t0, LifecyclePolicy())
+>>> [(c.kind, c.old_level, c.new_level) for c in d.changes]
+[('issue', 0, 3)]
+>>> d.new_states[("469900100200", "rainstorm")].valid_until.isoformat()
+'2026-07-01T09:00:00+00:00'
+>>> decide(d.new_states, lv, t0, LifecyclePolicy()).changes    # the same run again: nothing
+()
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+
+from riskmap.errors import InputError
+from riskmap.manual import ManualIssue, ManualLift, Silence
+
+HAZARDS = ("rainstorm", "torrent", "geohazard", "reservoir", "waterlogging", "mine")
+"""Hazard ids a level row may carry."""
+KINDS = ("issue", "escalate", "downgrade", "lift", "expire")
+"""Change kinds."""
+LEVEL_COLUMNS = ("village_code", "hazard", "level", "rule", "window_h", "value_mm", "threshold_mm",
+                 "window_end", "reason")
+"""Required columns of the levels frame (``statistic`` is optional)."""
+
+Key = tuple[str, str]
+__all__ = ["Change", "Decision", "LifecyclePolicy", "ManualIssue", "ManualLift", "Silence", "WarningState",
+           "decide"]
+
+
+def _utc(t: datetime, what: str) -> datetime:
+    if t.tzinfo is None or t.utcoffset() is None:
+        raise InputError(f"lifecycle: {what} {t!r} has no time zone; every time must carry an offset")
+    return t.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class WarningState:
+    """The current warning of one village for one hazard."""
+
+    village_code: str
+    hazard: str
+    level: int
+    """Current level 0-4 (0 once lifted or expired)."""
+    state: str
+    """``active``, ``lifted`` or ``expired``."""
+    since: datetime
+    """When the current level (or the lift/expiry) began."""
+    valid_until: datetime | None
+    last_run_at: datetime
+    """``now`` of the last run or act applied to this warning."""
+    rule: str = ""
+    reason: str = ""
+    pending_level: int | None = None
+    """Highest lower level seen while a downgrade/lift is held back, else None."""
+    pending_since: datetime | None = None
+    pending_runs: int = 0
+    manual: bool = False
+    operator: str = ""
+    cap_identifier: str = ""
+    """Identifier of the last CAP message about this warning (set by the store)."""
+    cap_sent: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        """Whether the warning is in force."""
+        return self.state == "active" and self.level > 0
+
+
+@dataclass(frozen=True)
+class Change:
+    """One transition of one warning; ``key`` is its deterministic idempotency key."""
+
+    kind: str
+    village_code: str
+    hazard: str
+    old_level: int
+    new_level: int
+    at: datetime
+    valid_until: datetime | None
+    rule: str = ""
+    reason: str = ""
+    value_mm: float = math.nan
+    threshold_mm: float = math.nan
+    window_h: float = math.nan
+    window_end: datetime | None = None
+    manual: bool = False
+    operator: str = ""
+
+    @property
+    def key(self) -> str:
+        """A stable hash of what changed, where and when (same change -> same key)."""
+        text = "|".join([self.kind, self.village_code, self.hazard, str(self.old_level),
+                         str(self.new_level), self.at.astimezone(UTC).isoformat()])
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class LifecyclePolicy:
+    """Hold times and validity; build it with :meth:`from_settings`."""
+
+    hold_h: tuple[float, float, float, float] = (3.0, 3.0, 6.0, 6.0)
+    validity_margin_h: float = 6.0
+    hold_runs: int = 0
+    """If > 0, a downgrade/lift also happens after this many consecutive lower runs."""
+    manual_validity_h: float = 24.0
+
+    @classmethod
+    def from_settings(cls, lifecycle: Any) -> LifecyclePolicy:
+        """From ``Settings.lifecycle`` (optional keys ``hold_runs``, ``manual_validity_h``)."""
+        return cls(hold_h=tuple(lifecycle.hold_h),  # type: ignore[arg-type]
+                   validity_margin_h=float(lifecycle.validity_margin_h),
+                   hold_runs=int(getattr(lifecycle, "hold_runs", 0)),
+                   manual_validity_h=float(getattr(lifecycle, "manual_validity_h", 24.0)))
+
+    def hold(self, level: int) -> timedelta:
+        """Hold before a warning at ``level`` may be lowered."""
+        return timedelta(hours=self.hold_h[max(1, min(4, level)) - 1])
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of one run: every state after it and the changes, in a stable order."""
+
+    new_states: Mapping[Key, WarningState]
+    changes: tuple[Change, ...] = ()
+    suppressed: tuple[Change, ...] = ()
+    """Changes a silence held back (kept for the audit trail)."""
+    now: datetime | None = None
+    silences: tuple[Silence, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class _Row:
+    level: int
+    rule: str
+    reason: str
+    value_mm: float
+    threshold_mm: float
+    window_h: float
+    window_end: datetime | None
+
+
+def _rows(levels: pd.DataFrame | None) -> dict[Key, _Row]:
+    if levels is None or len(levels) == 0:
+        return {}
+    missing = [c for c in LEVEL_COLUMNS if c not in levels.columns]
+    if missing:
+        raise InputError(f"lifecycle: levels frame lacks column(s) {', '.join(missing)}")
+    out: dict[Key, _Row] = {}
+    for i, r in enumerate(levels.itertuples(index=False)):
+        code, hazard = str(r.village_code), str(r.hazard)
+        if hazard not in HAZARDS:
+            raise InputError(f"lifecycle: levels row {i} village {code}: unknown hazard {hazard!r}")
+        lv = int(r.level)
+        if not 0 <= lv <= 4:
+            raise InputError(f"lifecycle: levels row {i} village {code} {hazard}: level {lv} outside 0-4")
+        we = r.window_end
+        end = None if we is None or pd.isna(we) else _utc(pd.Timestamp(we).to_pydatetime(), "window_end")
+        row = _Row(lv, str(r.rule), str(r.reason), float(r.value_mm), float(r.threshold_mm),
+                   float(r.window_h), end)
+        old = out.get((code, hazard))
+        if old is None or row.level > old.level:
+            out[(code, hazard)] = row
+    return out
+
+
+_ZERO = _Row(0, "", "", math.nan, math.nan, math.nan, None)
+
+
+def _change(kind: str, key: Key, old: int, new: int, now: datetime, valid: datetime | None,
+            row: _Row, reason: str = "", manual: bool = False, operator: str = "") -> Change:
+    return Change(kind, key[0], key[1], old, new, now, valid, row.rule, reason or row.reason,
+                  row.value_mm, row.threshold_mm, row.window_h, row.window_end, manual, operator)
+
+
+def _valid(row: _Row, now: datetime, policy: LifecyclePolicy) -> datetime:
+    return (row.window_end or now) + timedelta(hours=policy.validity_margin_h)
+
+
+def _step(key: Key, prev: WarningState | None, row: _Row, now: datetime, policy: LifecyclePolicy,
+          silenced: bool) -> tuple[WarningState | None, Change | None, Change | None]:
+    """One key: returns (new state, change, suppressed change)."""
+    active = prev is not None and prev.active
+    if not active:
+        if row.level == 0:
+            return prev, None, None
+        valid = _valid(row, now, policy)
+        ch = _change("issue", key, 0, row.level, now, valid, row)
+        if silenced:
+            return prev, None, ch
+        st = WarningState(key[0], key[1], row.level, "active", now, valid, now, row.rule, row.reason,
+                          cap_identifier=prev.cap_identifier if prev else "",
+                          cap_sent=prev.cap_sent if prev else None)
+        return st, ch, None
+    assert prev is not None
+    cur = prev.level
+    if row.level > cur:
+        valid = _valid(row, now, policy)
+        ch = _change("escalate", key, cur, row.level, now, valid, row)
+        if silenced:
+            return replace(prev, last_run_at=now), None, ch
+        st = replace(prev, level=row.level, since=now, valid_until=valid, last_run_at=now, rule=row.rule,
+                     reason=row.reason, pending_level=None, pending_since=None, pending_runs=0,
+                     manual=False, operator="")
+        return st, ch, None
+    if row.level == cur:
+        valid = max(prev.valid_until or now, _valid(row, now, policy))
+        return replace(prev, valid_until=valid, last_run_at=now, pending_level=None, pending_since=None,
+                       pending_runs=0), None, None
+    # lower than current
+    if prev.manual and prev.valid_until is not None and now < prev.valid_until:
+        return replace(prev, last_run_at=now), None, None
+    expired = prev.valid_until is not None and now >= prev.valid_until
+    new_run = now > prev.last_run_at or prev.pending_since is None
+    pend = row.level if prev.pending_level is None else max(prev.pending_level, row.level)
+    since = prev.pending_since or now
+    runs = prev.pending_runs + (1 if new_run else 0)
+    held = now - since >= policy.hold(cur) or (policy.hold_runs > 0 and runs >= policy.hold_runs)
+    if expired:
+        target = row.level
+        why = f"validity of the {cur} warning ended {prev.valid_until:%Y-%m-%d %H:%M} UTC"
+    elif held:
+        target = pend
+        why = f"below level {cur} since {since:%Y-%m-%d %H:%M} UTC ({runs} run(s))"
+    else:
+        return replace(prev, last_run_at=now, pending_level=pend, pending_since=since,
+                       pending_runs=runs), None, None
+    if target == 0:
+        kind = "expire" if expired else "lift"
+        ch = _change(kind, key, cur, 0, now, None, row, reason=why)
+        st = replace(prev, level=0, state="expired" if expired else "lifted", since=now, valid_until=None,
+                     last_run_at=now, reason=why, pending_level=None, pending_since=None, pending_runs=0,
+                     manual=False, operator="")
+        return st, ch, None
+    valid = _valid(row, now, policy)
+    reason = f"{row.reason}; {why}" if row.reason else why
+    ch = _change("downgrade", key, cur, target, now, valid, row, reason=reason)
+    st = replace(prev, level=target, since=now, valid_until=valid, last_run_at=now, rule=row.rule,
+                 reason=reason, pending_level=None, pending_since=None, pending_runs=0, manual=False,
+                 operator="")
+    return st, ch, None
+
+
+def _sort_key(c: Change) -> tuple[str, str, int]:
+    return (c.village_code, c.hazard, KINDS.index(c.kind))
+
+
+def decide(previous: Mapping[Key, WarningState], levels: pd.DataFrame | None, now: datetime,
+           policy: LifecyclePolicy, *, silences: Iterable[Silence] = (),
+           manual: Iterable[ManualIssue | ManualLift] = (),
+           last_run_at: datetime | None = None) -> Decision:
+    """Apply one run's levels (and manual acts) to the previous warnings.
+
+    Parameters
+    ----------
+    previous
+        Current warnings by ``(village_code, hazard)`` (e.g. ``Store.current_warnings()``).
+    levels
+        The rules engine's frame (columns :data:`LEVEL_COLUMNS`); absent rows mean level 0.
+        ``None`` means "no evaluation in this run": only ``manual`` acts are applied.
+    now
+        The run time (timezone-aware).  Keys last touched after ``now`` are left alone.
+    policy
+        Hold times and validity.
+    silences
+        Silences in force; they suppress automatic issue and escalation.
+    manual
+        Operator acts, applied after the automatic levels.
+    last_run_at
+        Time of the last applied run; an older ``now`` returns the previous state unchanged.
+
+    Returns
+    -------
+    Decision
+        ``new_states`` holds every key of ``previous`` plus new ones; ``changes`` are sorted
+        by village, hazard and kind.
+    """
+    now = _utc(now, "now")
+    states: dict[Key, WarningState] = dict(previous)
+    sil = tuple(silences)
+    if last_run_at is not None and now < _utc(last_run_at, "last_run_at"):
+        return Decision(states, (), (), now, sil)
+    changes: list[Change] = []
+    suppressed: list[Change] = []
+    if levels is not None:
+        rows = _rows(levels)
+        for key in sorted(set(rows) | {k for k, s in previous.items() if s.active}):
+            prev = previous.get(key)
+            if prev is not None and now < _utc(prev.last_run_at, "last_run_at"):
+                continue
+            silenced = any(s.covers(key[0], key[1], now) for s in sil)
+            st, ch, sup = _step(key, prev, rows.get(key, _ZERO), now, policy, silenced)
+            if st is not None:
+                states[key] = st
+            if ch is not None:
+                changes.append(ch)
+            if sup is not None:
+                suppressed.append(sup)
+    for act in manual:
+        changes.extend(_manual(states, act, now, policy))
+    changes.sort(key=_sort_key)
+    suppressed.sort(key=_sort_key)
+    return Decision(states, tuple(changes), tuple(suppressed), now, sil)
+
+
+def _manual(states: dict[Key, WarningState], act: ManualIssue | ManualLift, now: datetime,
+            policy: LifecyclePolicy) -> list[Change]:
+    out: list[Change] = []
+    row = replace(_ZERO, rule=f"manual:{act.target}", reason=act.reason)
+    if isinstance(act, ManualIssue):
+        if act.hazard not in HAZARDS:
+            raise InputError(f"manual issue {act.target}: unknown hazard {act.hazard!r}")
+        if not 1 <= act.level <= 4:
+            raise InputError(f"manual issue {act.target}: level {act.level} outside 1-4")
+        valid = (_utc(act.valid_until, "valid_until") if act.valid_until
+                 else now + timedelta(hours=policy.manual_validity_h))
+        for code in sorted(set(act.village_codes)):
+            key = (code, act.hazard)
+            prev = states.get(key)
+            cur = prev.level if prev is not None and prev.active else 0
+            if cur >= act.level:
+                continue
+            kind = "escalate" if cur else "issue"
+            out.append(_change(kind, key, cur, act.level, now, valid, row, manual=True,
+                               operator=act.operator))
+            base = prev or WarningState(code, act.hazard, 0, "lifted", now, None, now)
+            states[key] = replace(base, level=act.level, state="active", since=now, valid_until=valid,
+                                  last_run_at=max(now, base.last_run_at), rule=row.rule, reason=act.reason,
+                                  pending_level=None, pending_since=None, pending_runs=0, manual=True,
+                                  operator=act.operator)
+        return out
+    for key, prev in sorted(states.items()):
+        if key[0] in act.village_codes and (not act.hazard or key[1] == act.hazard) and prev.active:
+            out.append(_change("lift", key, prev.level, 0, now, None, row, manual=True,
+                               operator=act.operator))
+            states[key] = replace(prev, level=0, state="lifted", since=now, valid_until=None,
+                                  last_run_at=max(now, prev.last_run_at), rule=row.rule, reason=act.reason,
+                                  pending_level=None, pending_since=None, pending_runs=0, manual=True,
+                                  operator=act.operator)
+    return out

@@ -1,0 +1,20 @@
+"""The durable warning store (SQLAlchemy 2; SQLite by default, PostgreSQL by URL).
+
+>>> from riskmap.store import Store, RunMeta, run_key
+"""
+
+from riskmap.store.migrations import CURRENT as SCHEMA_VERSION
+from riskmap.store.records import (
+    CapRow,
+    EventRecord,
+    OutboxRecord,
+    OutboxRow,
+    RunMeta,
+    RunRecord,
+    outbox_key,
+    run_key,
+)
+from riskmap.store.store import Store
+
+__all__ = ["SCHEMA_VERSION", "CapRow", "EventRecord", "OutboxRecord", "OutboxRow", "RunMeta", "RunRecord",
+           "Store", "outbox_key", "run_key"]

@@ -1,0 +1,45 @@
+"""Database helpers shared by the store modules: error translation and insert-or-ignore."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import Connection
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
+
+from riskmap.errors import ServiceUnavailable, StoreError, StoreLocked
+
+
+@contextlib.contextmanager
+def guard(where: str) -> Iterator[None]:
+    """Translate database errors: connection -> ServiceUnavailable, locked -> StoreLocked."""
+    try:
+        yield
+    except OperationalError as exc:
+        msg = str(exc.orig)
+        if "locked" in msg.lower():
+            raise StoreLocked(f"store {where}: the database is locked by another process ({msg})") from None
+        raise ServiceUnavailable(f"store {where}: database unavailable: {msg.strip()}") from None
+    except IntegrityError as exc:
+        raise StoreError(f"store {where}: integrity error: {str(exc.orig).strip()}") from None
+    except DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise ServiceUnavailable(f"store {where}: connection lost: {exc.orig}") from None
+        raise StoreError(f"store {where}: {str(exc.orig).strip()}") from None
+    except SQLAlchemyError as exc:
+        raise StoreError(f"store {where}: {exc}") from None
+
+
+def insert_ignore(conn: Connection, table: Any, rows: list[dict[str, Any]], unique: str) -> int:
+    """Insert rows, skipping those whose ``unique`` column already exists; return how many were new."""
+    if not rows:
+        return 0
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    new = 0
+    for row in rows:
+        stmt = dialect.insert(table).values(**row).on_conflict_do_nothing(index_elements=[unique])
+        new += conn.execute(stmt).rowcount or 0
+    return new

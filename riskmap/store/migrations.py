@@ -1,0 +1,72 @@
+"""Versioned schema migrations of the warning store (v1 onwards).
+
+The ``schema_version`` table records every applied version.  :func:`migrate` applies
+the missing ones, each in its own transaction, and refuses a database whose schema is
+newer than this riskmap knows (:class:`~riskmap.errors.StoreError`), so an older
+riskmap never writes a newer schema.
+
+To change the schema: append a function to :data:`MIGRATIONS` that alters the tables
+(``ALTER TABLE …`` through ``conn.execute``) and update :mod:`riskmap.store.tables` to
+the new shape; never edit an applied migration.
+
+Examples
+--------
+>>> from sqlalchemy import create_engine
+>>> engine = create_engine("sqlite://")
+>>> migrate(engine)
+1
+>>> migrate(engine)  # idempotent
+1
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, Engine, func, inspect, select
+
+from riskmap.errors import StoreError
+from riskmap.store import tables as t
+
+
+def _v1(conn: Connection) -> None:
+    """Schema v1: runs, warnings, events, silences, approvals, outbox, receipts, cap_messages."""
+    names = [n for n in t.METADATA.tables if n != "schema_version"]
+    t.METADATA.create_all(conn, tables=[t.METADATA.tables[n] for n in names])
+
+
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1}
+"""Version -> migration function; the highest key is the version this riskmap writes."""
+CURRENT = max(MIGRATIONS)
+
+
+def schema_version(engine: Engine) -> int:
+    """The database's schema version (0 for an empty database)."""
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("schema_version"):
+            return 0
+        return int(conn.execute(select(func.max(t.schema_version.c.version))).scalar() or 0)
+
+
+def migrate(engine: Engine, riskmap_version: str = "") -> int:
+    """Bring the schema to :data:`CURRENT`; return the version.
+
+    Raises
+    ------
+    StoreError
+        When the database's schema is newer than :data:`CURRENT`.
+    """
+    with engine.begin() as conn:
+        t.schema_version.create(conn, checkfirst=True)
+    found = schema_version(engine)
+    if found > CURRENT:
+        raise StoreError(
+            f"store {engine.url.render_as_string(hide_password=True)}: schema v{found} is newer than this "
+            f"riskmap knows (v{CURRENT}); upgrade riskmap before writing to it")
+    for version in range(found + 1, CURRENT + 1):
+        with engine.begin() as conn:
+            MIGRATIONS[version](conn)
+            conn.execute(t.schema_version.insert().values(
+                version=version, applied_at=datetime.now(UTC), riskmap_version=riskmap_version))
+    return CURRENT

@@ -1,0 +1,110 @@
+"""Outbox operations for the dispatcher (#6): lease, mark, receipts.
+
+Rows are queued by :meth:`riskmap.store.Store.commit_decision` in the decision's
+transaction.  A dispatcher leases due rows (``queued``/``failed`` with
+``next_attempt_at`` due, or ``leased`` whose lease ran out), sends them, then marks them
+``sent``/``failed``; delivery reports become receipts (a repeated report is one receipt).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, and_, or_, select, update
+
+from riskmap.errors import StoreError
+from riskmap.store import tables as t
+from riskmap.store.db import guard, insert_ignore
+from riskmap.store.records import OutboxRecord
+
+OUTBOX_STATUSES = ("queued", "held", "leased", "sent", "delivered", "failed")
+_FIELDS = [f for f in OutboxRecord.__dataclass_fields__]
+
+
+def _record(row: Any) -> OutboxRecord:
+    m = row._mapping
+    return OutboxRecord(**{k: m[k] for k in _FIELDS})
+
+
+class OutboxMixin:
+    """Outbox methods of :class:`~riskmap.store.Store`."""
+
+    engine: Engine
+    url: str
+
+    def lease(self, now: datetime, limit: int = 100, lease_s: float = 60.0,
+              max_attempts: int = 5) -> list[OutboxRecord]:
+        """Lease up to ``limit`` due messages until ``now + lease_s``; attempts are counted."""
+        due = or_(t.outbox.c.next_attempt_at.is_(None), t.outbox.c.next_attempt_at <= now)
+        cond = or_(and_(t.outbox.c.status.in_(("queued", "failed")), due,
+                        t.outbox.c.attempts < max_attempts),
+                   and_(t.outbox.c.status == "leased", t.outbox.c.lease_until < now))
+        until = now + timedelta(seconds=lease_s)
+        with guard(f"{self.url} lease"), self.engine.begin() as conn:
+            q = (select(t.outbox.c.id).where(cond).order_by(t.outbox.c.level.desc(), t.outbox.c.id)
+                 .limit(limit))
+            if conn.dialect.name == "postgresql":
+                q = q.with_for_update(skip_locked=True)
+            ids = [r.id for r in conn.execute(q)]
+            if not ids:
+                return []
+            conn.execute(update(t.outbox).where(t.outbox.c.id.in_(ids)).values(
+                status="leased", lease_until=until, attempts=t.outbox.c.attempts + 1, updated_at=now))
+            rows = conn.execute(select(t.outbox).where(t.outbox.c.id.in_(ids))
+                                .order_by(t.outbox.c.level.desc(), t.outbox.c.id))
+            return [_record(r) for r in rows]
+
+    def mark(self, outbox_id: int, status: str, at: datetime, gateway_id: str = "", error: str = "",
+             next_attempt_at: datetime | None = None) -> None:
+        """Set a message's status (``sent``, ``failed`` with a retry time, ``delivered`` …)."""
+        if status not in OUTBOX_STATUSES:
+            raise StoreError(f"store: unknown outbox status {status!r} (known: {', '.join(OUTBOX_STATUSES)})")
+        values: dict[str, Any] = {"status": status, "updated_at": at, "lease_until": None,
+                                  "next_attempt_at": next_attempt_at, "last_error": error}
+        if gateway_id:
+            values["gateway_id"] = gateway_id
+        with guard(f"{self.url} mark {outbox_id}"), self.engine.begin() as conn:
+            res = conn.execute(update(t.outbox).where(t.outbox.c.id == outbox_id).values(**values))
+            if not res.rowcount:
+                raise StoreError(f"store {self.url}: no outbox message {outbox_id}")
+
+    def release_held(self, run_id: str, at: datetime) -> int:
+        """Queue the held messages of a run (after an approval); returns how many."""
+        with guard(f"{self.url} release_held {run_id}"), self.engine.begin() as conn:
+            res = conn.execute(update(t.outbox)
+                               .where(t.outbox.c.run_id == run_id, t.outbox.c.status == "held")
+                               .values(status="queued", updated_at=at))
+            return int(res.rowcount or 0)
+
+    def add_receipt(self, outbox_id: int, status: str, raw: str, at: datetime) -> bool:
+        """Record a delivery report; False when the same report was already recorded.
+
+        A ``delivered`` or ``failed`` report also updates the message's status.
+        """
+        digest = hashlib.sha256(f"{outbox_id}|{status}|{raw}".encode()).hexdigest()
+        with guard(f"{self.url} receipt {outbox_id}"), self.engine.begin() as conn:
+            new = insert_ignore(conn, t.receipts, [{"outbox_id": outbox_id, "status": status, "raw": raw,
+                                                    "digest": digest, "at": at}], "digest")
+            if new and status in ("delivered", "failed"):
+                conn.execute(update(t.outbox).where(t.outbox.c.id == outbox_id)
+                             .values(status=status, updated_at=at))
+            return bool(new)
+
+    def outbox(self, run_id: str | None = None, status: str | None = None) -> list[OutboxRecord]:
+        """Outbox messages, optionally of one run and/or status."""
+        q = select(t.outbox).order_by(t.outbox.c.id)
+        if run_id:
+            q = q.where(t.outbox.c.run_id == run_id)
+        if status:
+            q = q.where(t.outbox.c.status == status)
+        with guard(f"{self.url} outbox"), self.engine.connect() as conn:
+            return [_record(r) for r in conn.execute(q)]
+
+    def receipts(self, outbox_id: int) -> list[dict[str, Any]]:
+        """Receipts of one message, oldest first."""
+        with guard(f"{self.url} receipts"), self.engine.connect() as conn:
+            rows = conn.execute(select(t.receipts).where(t.receipts.c.outbox_id == outbox_id)
+                                .order_by(t.receipts.c.at, t.receipts.c.id))
+            return [dict(r._mapping) for r in rows]

@@ -1,0 +1,348 @@
+"""The warning store: runs, warnings, the append-only event log, silences, approvals, outbox, CAP.
+
+One code path for SQLite (the embedded default; WAL; the file is created mode 0600) and
+PostgreSQL (``postgresql://…``).  :meth:`Store.commit_decision` writes state, events,
+outbox and CAP messages in ONE transaction, and is idempotent: every row has a unique
+key, so re-applying the same decision writes nothing new.
+
+Examples
+--------
+>>> import tempfile, pathlib
+>>> from datetime import datetime, timezone
+>>> from riskmap.lifecycle import decide, LifecyclePolicy
+>>> from riskmap.store import RunMeta, Store, run_key
+>>> db = pathlib.Path(tempfile.mkdtemp()) / "riskmap.sqlite"
+>>> store = Store.open(f"sqlite:///{db}")
+>>> meta = RunMeta(now=datetime(2026, 7, 1, tzinfo=timezone.utc), source="demo", rules_hash="r1")
+>>> run = store.begin_run(run_key(meta), meta)
+>>> run.status
+'started'
+>>> store.commit_decision(run.id, decide({}, None, meta.now, LifecyclePolicy()))
+{'events': 0, 'outbox': 0, 'cap': 0}
+>>> store.begin_run(run.id, meta) is None       # done already: nothing to do
+True
+>>> oct(db.stat().st_mode & 0o777)
+'0o600'
+>>> store.close()
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, make_url, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL
+
+from riskmap.errors import StoreError
+from riskmap.lifecycle import Change, Decision, Key, Silence, WarningState
+from riskmap.store import tables as t
+from riskmap.store.db import guard, insert_ignore
+from riskmap.store.migrations import migrate
+from riskmap.store.outbox import OutboxMixin
+from riskmap.store.records import CapRow, EventRecord, OutboxRow, RunMeta, RunRecord
+
+_STATE_FIELDS = [f.name for f in dataclasses.fields(WarningState)]
+
+
+def _clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def _url(url: str | Path) -> URL:
+    text = str(url)
+    if "://" not in text:
+        text = f"sqlite:///{Path(text).expanduser().resolve()}"
+    try:
+        return make_url(text)
+    except Exception as exc:  # noqa: BLE001 - sqlalchemy raises ArgumentError
+        raise StoreError(f"store: {text!r} is not a database URL: {exc}") from None
+
+
+def _prepare_sqlite_file(url: URL) -> None:
+    db = url.database
+    if not db or db == ":memory:":
+        return
+    path = Path(db)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        os.close(fd)
+
+
+def _state(row: Any) -> WarningState:
+    m = row._mapping
+    return WarningState(**{k: m[k] for k in _STATE_FIELDS})
+
+
+def _run(row: Any) -> RunRecord:
+    m = row._mapping
+    return RunRecord(m["id"], m["status"], m["now"], m["source"], m["drill"], m["attempts"], m["started_at"],
+                     m["finished_at"], m["failure_reason"],
+                     {k: m[f"{k}_hash"] for k in ("forecast", "observed", "rules", "region")})
+
+
+class Store(OutboxMixin):
+    """The durable store; open it with :meth:`Store.open`."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @property
+    def url(self) -> str:
+        """The URL with the password hidden."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+    @classmethod
+    def open(cls, url: str | Path) -> Store:
+        """Open (create, migrate) a store: ``sqlite:///path``, a plain path, or ``postgresql://…``."""
+        u = _url(url)
+        kwargs: dict[str, Any] = {"future": True}
+        if u.get_backend_name() == "sqlite":
+            _prepare_sqlite_file(u)
+            kwargs["connect_args"] = {"timeout": 10}
+        elif u.get_backend_name() == "postgresql":
+            kwargs.update(pool_pre_ping=True, connect_args={"connect_timeout": 5})
+        else:
+            raise StoreError(f"store {u.render_as_string(hide_password=True)}: only sqlite and postgresql "
+                             "are supported")
+        try:
+            engine = create_engine(u, **kwargs)
+        except ModuleNotFoundError as exc:
+            raise StoreError(f"store: database driver missing ({exc.name}); install psycopg2-binary"
+                             ) from None
+        if u.get_backend_name() == "sqlite":
+            event.listen(engine, "connect", _sqlite_pragmas)
+        store = cls(engine)
+        with guard(store.url):
+            migrate(engine)
+        return store
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        self.engine.dispose()
+
+    # -- runs -------------------------------------------------------------------------------------
+    def begin_run(self, run_key: str, meta: RunMeta, at: datetime | None = None) -> RunRecord | None:
+        """Record a run as started; None when this run is already done (nothing to do)."""
+        at = at or _clock()
+        with guard(f"{self.url} begin_run {run_key}"), self.engine.begin() as conn:
+            row = conn.execute(select(t.runs).where(t.runs.c.id == run_key)).first()
+            if row is not None and row.status == "done":
+                return None
+            if row is not None:
+                conn.execute(update(t.runs).where(t.runs.c.id == run_key).values(
+                    status="started", failure_reason="", started_at=at, finished_at=None, duration_s=None,
+                    attempts=row.attempts + 1))
+            else:
+                conn.execute(t.runs.insert().values(
+                    id=run_key, source=meta.source, status="started", failure_reason="", now=meta.now,
+                    forecast_hash=meta.forecast_hash, observed_hash=meta.observed_hash,
+                    rules_hash=meta.rules_hash, region_hash=meta.region_hash, drill=meta.drill,
+                    operator=meta.operator, attempts=1, created_at=at, started_at=at,
+                    meta=json.dumps(dict(meta.extra), ensure_ascii=False, default=str)))
+            return _run(conn.execute(select(t.runs).where(t.runs.c.id == run_key)).one())
+
+    def run(self, run_id: str) -> RunRecord | None:
+        """One run, or None."""
+        with guard(f"{self.url} run {run_id}"), self.engine.connect() as conn:
+            row = conn.execute(select(t.runs).where(t.runs.c.id == run_id)).first()
+            return None if row is None else _run(row)
+
+    def runs(self, limit: int = 50) -> list[RunRecord]:
+        """The latest runs, newest first."""
+        with guard(f"{self.url} runs"), self.engine.connect() as conn:
+            rows = conn.execute(select(t.runs).order_by(t.runs.c.started_at.desc()).limit(limit))
+            return [_run(r) for r in rows]
+
+    def last_run_at(self) -> datetime | None:
+        """``now`` of the newest finished automatic run (manual acts excluded)."""
+        with guard(f"{self.url} last_run_at"), self.engine.connect() as conn:
+            return conn.execute(select(t.runs.c.now).where(t.runs.c.status == "done",
+                                                           t.runs.c.source != "manual")
+                                .order_by(t.runs.c.now.desc()).limit(1)).scalar()
+
+    def fail_run(self, run_id: str, reason: str, at: datetime | None = None) -> None:
+        """Mark a run failed with its reason; nothing else changes."""
+        at = at or _clock()
+        with guard(f"{self.url} fail_run {run_id}"), self.engine.begin() as conn:
+            row = conn.execute(select(t.runs.c.started_at).where(t.runs.c.id == run_id)).first()
+            if row is None:
+                raise StoreError(f"store {self.url}: no run {run_id!r} to mark failed")
+            conn.execute(update(t.runs).where(t.runs.c.id == run_id, t.runs.c.status != "done").values(
+                status="failed", failure_reason=reason, finished_at=at,
+                duration_s=(at - row.started_at).total_seconds()))
+
+    # -- warnings ---------------------------------------------------------------------------------
+    def current_warnings(self, active_only: bool = False) -> dict[Key, WarningState]:
+        """Every stored warning by ``(village_code, hazard)`` (the lifecycle's ``previous``)."""
+        return {(w.village_code, w.hazard): w for w in self.warnings(active=active_only)}
+
+    def warnings(self, active: bool = False, village: str | None = None) -> list[WarningState]:
+        """Warnings sorted by village and hazard; ``active`` keeps those in force."""
+        q = select(t.warnings).order_by(t.warnings.c.village_code, t.warnings.c.hazard)
+        if active:
+            q = q.where(t.warnings.c.state == "active", t.warnings.c.level > 0)
+        if village:
+            q = q.where(t.warnings.c.village_code == village)
+        with guard(f"{self.url} warnings"), self.engine.connect() as conn:
+            return [_state(r) for r in conn.execute(q)]
+
+    def commit_decision(self, run_id: str, decision: Decision,
+                        outbox_rows: Iterable[OutboxRow | Mapping[str, Any]] = (),
+                        cap_rows: Iterable[CapRow] = (), at: datetime | None = None) -> dict[str, int]:
+        """Write the decision's states and events, the outbox and CAP rows, and mark the run done.
+
+        One transaction: on any error nothing is written (the run stays ``started``; call
+        :meth:`fail_run`).  A run already done writes nothing.  Returns counts of new rows.
+        """
+        at = at or _clock()
+        outbox = [r if isinstance(r, Mapping) else dataclasses.asdict(r) for r in outbox_rows]
+        caps = list(cap_rows)
+        with guard(f"{self.url} commit run {run_id}"), self.engine.begin() as conn:
+            run = conn.execute(select(t.runs).where(t.runs.c.id == run_id).with_for_update()).first()
+            if run is None:
+                raise StoreError(f"store {self.url}: commit for unknown run {run_id!r}; call begin_run first")
+            if run.status == "done":
+                return {"events": 0, "outbox": 0, "cap": 0}
+            self._write_states(conn, run_id, decision, at)
+            hashes = json.dumps({k: run._mapping[f"{k}_hash"] for k in ("forecast", "observed", "region")})
+            ev = [_event_row(c, run_id, run.rules_hash, hashes, at, False) for c in decision.changes]
+            ev += [_event_row(c, run_id, run.rules_hash, hashes, at, True) for c in decision.suppressed]
+            n_ev = insert_ignore(conn, t.events, ev, "key")
+            ob = [{**r, "run_id": run_id, "created_at": at, "updated_at": at} for r in outbox]
+            n_ob = insert_ignore(conn, t.outbox, ob, "idempotency_key")
+            n_cap = insert_ignore(conn, t.cap_messages, [_cap_row(c, run_id, at) for c in caps], "identifier")
+            for c in caps:
+                for code in c.village_codes:
+                    conn.execute(update(t.warnings).where(t.warnings.c.village_code == code,
+                                                          t.warnings.c.hazard == c.hazard)
+                                 .values(cap_identifier=c.identifier, cap_sent=c.sent))
+            conn.execute(update(t.runs).where(t.runs.c.id == run_id).values(
+                status="done", finished_at=at, duration_s=(at - run.started_at).total_seconds()))
+            return {"events": n_ev, "outbox": n_ob, "cap": n_cap}
+
+    @staticmethod
+    def _write_states(conn: Connection, run_id: str, decision: Decision, at: datetime) -> None:
+        old = {(r.village_code, r.hazard): _state(r) for r in conn.execute(select(t.warnings))}
+        for key, st in decision.new_states.items():
+            if old.get(key) == st:
+                continue
+            values = {k: getattr(st, k) for k in _STATE_FIELDS if k not in ("cap_identifier", "cap_sent")}
+            values.update(last_run=run_id, updated_at=at)
+            if key in old:
+                conn.execute(update(t.warnings).where(t.warnings.c.village_code == key[0],
+                                                      t.warnings.c.hazard == key[1]).values(**values))
+            else:
+                conn.execute(t.warnings.insert().values(**values, cap_identifier=st.cap_identifier,
+                                                        cap_sent=st.cap_sent))
+
+    # -- audit ------------------------------------------------------------------------------------
+    def history(self, village_code: str) -> list[EventRecord]:
+        """The full audit trail of one village: every event and every silence covering it, oldest first."""
+        with guard(f"{self.url} history {village_code}"), self.engine.connect() as conn:
+            rows = conn.execute(select(t.events).where(t.events.c.village_code == village_code)
+                                .order_by(t.events.c.at, t.events.c.id)).all()
+            out = [EventRecord(r.at, r.kind, r.village_code, r.hazard, r.old_level, r.new_level, r.reason,
+                               r.rule, r.run_id, r.operator, r.manual, r.suppressed, r.rules_hash,
+                               json.loads(r.input_hashes or "{}"), r.valid_until) for r in rows]
+            silenced = [
+                EventRecord(s.created_at, "silence", village_code, ",".join(s.hazards), 0, 0,
+                            f"{s.reason} (until {s.until.isoformat()}; {s.target})",
+                            operator=s.operator, manual=True, valid_until=s.until)
+                for s in self._silence_rows(conn, village_code)]
+        return sorted(silenced + out, key=lambda e: e.at)  # stable: a silence precedes events at its time
+
+    # -- silences and approvals -----------------------------------------------------------------------
+    def add_silence(self, silence: Silence) -> str:
+        """Store a silence (idempotent); returns its id."""
+        with guard(f"{self.url} add_silence"), self.engine.begin() as conn:
+            insert_ignore(conn, t.silences, [{
+                "id": silence.id, "target": silence.target,
+                "village_codes": json.dumps(silence.village_codes),
+                "hazards": json.dumps(silence.hazards), "until": silence.until, "reason": silence.reason,
+                "operator": silence.operator, "created_at": silence.created_at}], "id")
+        return silence.id
+
+    def clear_silence(self, silence_id: str, operator: str, at: datetime | None = None) -> bool:
+        """End a silence early; False if unknown or already cleared."""
+        with guard(f"{self.url} clear_silence"), self.engine.begin() as conn:
+            res = conn.execute(update(t.silences).where(t.silences.c.id == silence_id,
+                                                        t.silences.c.cleared_at.is_(None))
+                               .values(cleared_at=at or _clock(), cleared_by=operator))
+            return bool(res.rowcount)
+
+    def silences(self, now: datetime | None = None) -> list[Silence]:
+        """Silences not cleared (and, given ``now``, in force at ``now``)."""
+        with guard(f"{self.url} silences"), self.engine.connect() as conn:
+            out = self._silence_rows(conn, None)
+        return [s for s in out if now is None or s.created_at <= now < s.until]
+
+    @staticmethod
+    def _silence_rows(conn: Connection, village: str | None) -> list[Silence]:
+        q = select(t.silences).where(t.silences.c.cleared_at.is_(None)).order_by(t.silences.c.created_at)
+        if village is not None:
+            q = q.where(t.silences.c.village_codes.contains(f'"{village}"'))
+        return [Silence(r.target, tuple(json.loads(r.village_codes)), r.until, r.reason, r.operator,
+                        r.created_at, tuple(json.loads(r.hazards))) for r in conn.execute(q)]
+
+    def add_approval(self, subject: str, kind: str, decision: str, operator: str, reason: str = "",
+                     at: datetime | None = None) -> bool:
+        """Record an approval (``approved``/``rejected``); False when this operator already decided."""
+        if decision not in ("approved", "rejected"):
+            raise StoreError(f"store: approval decision must be approved or rejected, got {decision!r}")
+        with guard(f"{self.url} add_approval"), self.engine.begin() as conn:
+            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+            stmt = dialect.insert(t.approvals).values(subject=subject, kind=kind, decision=decision,
+                                                      operator=operator, reason=reason, at=at or _clock())
+            return bool(conn.execute(stmt.on_conflict_do_nothing()).rowcount)
+
+    def approvals(self, subject: str) -> list[dict[str, Any]]:
+        """Approvals of one subject, oldest first."""
+        with guard(f"{self.url} approvals"), self.engine.connect() as conn:
+            rows = conn.execute(select(t.approvals).where(t.approvals.c.subject == subject)
+                                .order_by(t.approvals.c.at, t.approvals.c.id))
+            return [dict(r._mapping) for r in rows]
+
+    def cap_messages(self, run_id: str | None = None) -> list[CapRow]:
+        """Stored CAP messages (of one run), in sending order."""
+        q = select(t.cap_messages).order_by(t.cap_messages.c.sent, t.cap_messages.c.identifier)
+        if run_id:
+            q = q.where(t.cap_messages.c.run_id == run_id)
+        with guard(f"{self.url} cap_messages"), self.engine.connect() as conn:
+            return [CapRow(r.identifier, r.msg_type, r.status, r.sent, tuple(json.loads(r.village_codes)),
+                           r.hazard, r.xml, tuple(json.loads(r.change_keys)), r.references)
+                    for r in conn.execute(q)]
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()
+
+
+def _event_row(c: Change, run_id: str, rules_hash: str, hashes: str, at: datetime,
+               suppressed: bool) -> dict[str, Any]:
+    nan = (lambda v: None if v != v else v)  # noqa: E731 - NaN -> NULL
+    return {"key": ("s" if suppressed else "") + c.key, "run_id": run_id, "kind": c.kind,
+            "suppressed": suppressed, "village_code": c.village_code, "hazard": c.hazard,
+            "old_level": c.old_level, "new_level": c.new_level, "at": c.at, "valid_until": c.valid_until,
+            "rule": c.rule, "reason": c.reason, "value_mm": nan(c.value_mm),
+            "threshold_mm": nan(c.threshold_mm), "window_h": nan(c.window_h), "window_end": c.window_end,
+            "rules_hash": rules_hash, "input_hashes": hashes, "manual": c.manual, "operator": c.operator,
+            "recorded_at": at}
+
+
+def _cap_row(c: CapRow, run_id: str, at: datetime) -> dict[str, Any]:
+    return {"identifier": c.identifier, "run_id": run_id, "msg_type": c.msg_type, "status": c.status,
+            "sent": c.sent, "village_codes": json.dumps(list(c.village_codes)), "hazard": c.hazard,
+            "change_keys": json.dumps(list(c.change_keys)), "references": c.references, "xml": c.xml,
+            "created_at": at}

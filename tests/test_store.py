@@ -1,0 +1,258 @@
+"""The warning store on SQLite and on a real PostgreSQL (RISKMAP_TEST_PG_URL).
+
+Without RISKMAP_TEST_PG_URL the PostgreSQL variants are skipped locally and FAIL when CI=true.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from datetime import UTC, datetime, timedelta, timezone
+
+import pandas as pd
+import pytest
+from sqlalchemy import create_engine, func, insert, select
+
+from riskmap.errors import ServiceUnavailable, StoreError
+from riskmap.lifecycle import LifecyclePolicy, ManualIssue, ManualLift, Silence, decide
+from riskmap.store import CapRow, OutboxRow, RunMeta, Store, outbox_key, run_key
+from riskmap.store import tables as t
+from riskmap.store.migrations import CURRENT
+
+PG_URL = os.environ.get("RISKMAP_TEST_PG_URL", "")
+V1, V2 = "469900100201", "469900100202"
+T0 = datetime(2026, 7, 1, 0, tzinfo=UTC)
+POLICY = LifecyclePolicy()
+
+
+def h(n: float) -> datetime:
+    return T0 + timedelta(hours=n)
+
+
+def _reset_pg(url: str) -> None:
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        t.METADATA.drop_all(conn)
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'db' / 'riskmap.sqlite'}"
+    if not PG_URL:
+        if os.environ.get("CI") == "true":
+            pytest.fail("RISKMAP_TEST_PG_URL is not set: CI must run the store tests on PostgreSQL")
+        pytest.skip("RISKMAP_TEST_PG_URL not set (PostgreSQL store tests run in CI)")
+    _reset_pg(PG_URL)
+    return PG_URL
+
+
+@pytest.fixture
+def store(url):
+    s = Store.open(url)
+    yield s
+    s.close()
+
+
+def levels(*rows: tuple[str, int], at: datetime, hazard: str = "rainstorm") -> pd.DataFrame:
+    return pd.DataFrame({
+        "village_code": [r[0] for r in rows], "hazard": [hazard] * len(rows), "level": [r[1] for r in rows],
+        "rule": ["rainstorm.national"] * len(rows), "statistic": ["mean"] * len(rows),
+        "window_h": [3.0] * len(rows), "value_mm": [30.0 * r[1] for r in rows],
+        "threshold_mm": [25.0 * r[1] for r in rows],
+        "window_end": [pd.Timestamp(at + timedelta(hours=3))] * len(rows),
+        "reason": [f"3 h {30 * r[1]} mm" for r in rows]})
+
+
+def cycle(store: Store, lv, now: datetime, rules_hash: str = "rules-v1", outbox=True, **kw):
+    """What the pipeline does: begin the run, decide, queue one SMS per change, commit."""
+    meta = RunMeta(now=now, source="test.nc", forecast_hash="fc-1", rules_hash=rules_hash, region_hash="rg-1")
+    rid = run_key(meta)
+    run = store.begin_run(rid, meta)
+    if run is None:
+        return None, None
+    d = decide(store.current_warnings(), lv, now, POLICY, last_run_at=store.last_run_at(), **kw)
+    rows = [OutboxRow(outbox_key(rid, c.key, "13800000000", "sms"), "13800000000", f"{c.kind} {c.new_level}",
+                      "张三", "village_head", c.village_code, c.hazard, c.new_level)
+            for c in d.changes] if outbox else []
+    counts = store.commit_decision(rid, d, rows, at=now + timedelta(seconds=5))
+    return d, counts
+
+
+def count(store: Store, table) -> int:
+    with store.engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(table)).scalar_one()
+
+
+def test_sequence_through_the_store(store):
+    d, c = cycle(store, levels((V1, 1), at=h(0)), h(0))
+    assert [ch.kind for ch in d.changes] == ["issue"] and c == {"events": 1, "outbox": 1, "cap": 0}
+    cycle(store, levels((V1, 3), at=h(1)), h(1))
+    cycle(store, levels((V1, 1), at=h(2)), h(2))
+    w = store.current_warnings()[(V1, "rainstorm")]
+    assert (w.level, w.pending_level, w.pending_since) == (3, 1, h(2))  # the hold survives the round trip
+    cycle(store, levels((V1, 1), at=h(8)), h(8))
+    cycle(store, levels(at=h(9)), h(9))
+    d, _ = cycle(store, levels(at=h(12)), h(12))
+    assert [ch.kind for ch in d.changes] == ["lift"]
+    d, _ = cycle(store, levels((V1, 2), at=h(13)), h(13))
+    assert [ch.kind for ch in d.changes] == ["issue"]
+    hist = store.history(V1)
+    assert [(e.kind, e.old_level, e.new_level) for e in hist] == [
+        ("issue", 0, 1), ("escalate", 1, 3), ("downgrade", 3, 1), ("lift", 1, 0), ("issue", 0, 2)]
+    assert hist[0].rules_hash == "rules-v1" and hist[0].input_hashes["forecast"] == "fc-1"
+    assert all(e.at.tzinfo is not None and e.at.utcoffset() == timedelta(0) for e in hist)
+    assert [w.village_code for w in store.warnings(active=True)] == [V1]
+
+
+def test_repeated_run_writes_nothing_new(store):
+    lv = levels((V1, 2), (V2, 4), at=h(0))
+    cycle(store, lv, h(0))
+    before = (count(store, t.events), count(store, t.outbox), count(store, t.warnings))
+    assert cycle(store, lv, h(0)) == (None, None)  # begin_run: already done
+    # re-applying the same decision under another run id writes no new event or message either
+    meta = RunMeta(now=h(0), source="again", act_hash="x")
+    rid = run_key(meta)
+    store.begin_run(rid, meta)
+    d = decide({}, lv, h(0), POLICY)
+    rows = [OutboxRow(outbox_key("r", c.key, "13800000000", "sms"), "13800000000", "x") for c in d.changes]
+    store.commit_decision(rid, d, rows)
+    store.commit_decision(rid, d, rows)
+    assert (count(store, t.events), count(store, t.warnings)) == before[0::2]
+    assert count(store, t.outbox) == before[1] + 2  # new run id -> new idempotency keys, once
+    store.commit_decision(rid, d, rows)
+    assert count(store, t.outbox) == before[1] + 2
+
+
+def test_older_run_does_not_roll_back(store):
+    cycle(store, levels((V1, 3), at=h(5)), h(5))
+    d, c = cycle(store, levels((V2, 2), at=h(2)), h(2))
+    assert d.changes == () and c["events"] == 0
+    assert set(store.current_warnings()) == {(V1, "rainstorm")}
+
+
+def test_changed_rule_set_is_a_new_run(store):
+    cycle(store, levels((V1, 1), at=h(0)), h(0), rules_hash="rules-v1")
+    d, c = cycle(store, levels((V1, 3), at=h(0)), h(0), rules_hash="rules-v2")
+    assert d is not None and [ch.kind for ch in d.changes] == ["escalate"]
+    assert [e.rules_hash for e in store.history(V1)] == ["rules-v1", "rules-v2"]
+    assert len(store.runs()) == 2
+
+
+def test_failure_mid_commit_writes_nothing(store):
+    meta = RunMeta(now=h(0), source="test.nc", forecast_hash="fc")
+    rid = run_key(meta)
+    store.begin_run(rid, meta)
+    d = decide({}, levels((V1, 2), at=h(0)), h(0), POLICY)
+    good = OutboxRow(outbox_key(rid, d.changes[0].key, "13800000000", "sms"), "13800000000", "ok")
+    bad = {"idempotency_key": "k2", "phone": None, "text": "x"}  # NOT NULL fails after state and events
+    with pytest.raises(StoreError, match="integrity"):
+        store.commit_decision(rid, d, [good, bad])
+    assert (count(store, t.warnings), count(store, t.events), count(store, t.outbox)) == (0, 0, 0)
+    assert store.run(rid).status == "started"
+    store.fail_run(rid, "outbox row without phone")
+    r = store.run(rid)
+    assert (r.status, r.failure_reason) == ("failed", "outbox row without phone")
+    assert (count(store, t.warnings), count(store, t.events)) == (0, 0)
+    assert store.begin_run(rid, meta).attempts == 2  # a failed run may be retried
+
+
+def test_manual_acts_and_silence_are_audited(store):
+    s = Silence(f"village:{V2}", (V2,), h(6), "村民已转移", "王工", h(0))
+    store.add_silence(s)
+    store.add_silence(s)
+    assert store.silences(h(1)) == [s] and store.silences(h(7)) == []
+    d, _ = cycle(store, levels((V1, 2), (V2, 2), at=h(0)), h(0), silences=store.silences(h(0)))
+    assert [ch.village_code for ch in d.changes] == [V1]
+    act = ManualIssue("detention_areas:D1", (V1, V2), "torrent", 4, "开闸分洪 <紧急> & 转移", "李主任")
+    meta = RunMeta(now=h(1), source="manual", operator="李主任", act_hash="issue-1")
+    rid = run_key(meta)
+    store.begin_run(rid, meta)
+    store.commit_decision(rid, decide(store.current_warnings(), None, h(1), POLICY, manual=[act]))
+    lift = ManualLift(f"village:{V1}", (V1,), "险情排除", "王工", hazard="torrent")
+    meta = RunMeta(now=h(2), source="manual", operator="王工", act_hash="lift-1")
+    store.begin_run(run_key(meta), meta)
+    store.commit_decision(run_key(meta), decide(store.current_warnings(), None, h(2), POLICY, manual=[lift]))
+    hv1 = store.history(V1)
+    assert [(e.kind, e.hazard, e.operator, e.manual) for e in hv1] == [
+        ("issue", "rainstorm", "", False), ("issue", "torrent", "李主任", True),
+        ("lift", "torrent", "王工", True)]
+    assert hv1[1].reason == "开闸分洪 <紧急> & 转移"
+    hv2 = store.history(V2)
+    kinds = [(e.kind, e.suppressed, e.operator) for e in hv2]
+    assert kinds == [("silence", False, "王工"), ("issue", True, ""), ("issue", False, "李主任")]
+    assert store.last_run_at() == h(0)  # manual acts do not count as automatic runs
+
+
+def test_cap_rows_are_stored_and_linked(store):
+    meta = RunMeta(now=h(0), source="t")
+    rid = run_key(meta)
+    store.begin_run(rid, meta)
+    d = decide({}, levels((V1, 2), at=h(0)), h(0), POLICY)
+    cap = CapRow("46990011000100_x", "Alert", "Actual", h(0), (V1,), "rainstorm", "<alert/>",
+                 (d.changes[0].key,))
+    c = store.commit_decision(rid, d, cap_rows=[cap])
+    assert c["cap"] == 1
+    w = store.current_warnings()[(V1, "rainstorm")]
+    assert (w.cap_identifier, w.cap_sent) == (cap.identifier, h(0))
+    assert store.cap_messages(rid) == [cap]
+
+
+def test_outbox_lease_mark_and_receipts(store):
+    cycle(store, levels((V1, 2), (V2, 4), at=h(0)), h(0))
+    leased = store.lease(h(1), limit=10, lease_s=60)
+    assert [m.level for m in leased] == [4, 2] and all(m.status == "leased" for m in leased)
+    assert store.lease(h(1)) == []  # leased already
+    store.mark(leased[0].id, "sent", h(1), gateway_id="gw-1")
+    store.mark(leased[1].id, "failed", h(1), error="timeout", next_attempt_at=h(2))
+    assert store.lease(h(1.5)) == []
+    again = store.lease(h(2))
+    assert [(m.id, m.attempts) for m in again] == [(leased[1].id, 2)]
+    assert store.add_receipt(leased[0].id, "delivered", "id:gw-1 stat:DELIVRD", h(1.1))
+    assert not store.add_receipt(leased[0].id, "delivered", "id:gw-1 stat:DELIVRD", h(1.2))
+    assert store.outbox(status="delivered")[0].id == leased[0].id
+    assert len(store.receipts(leased[0].id)) == 1
+
+
+def test_approvals(store):
+    assert store.add_approval("run-1", "send", "approved", "李主任", at=h(0))
+    assert not store.add_approval("run-1", "send", "approved", "李主任", at=h(1))
+    assert [a["operator"] for a in store.approvals("run-1")] == ["李主任"]
+    with pytest.raises(StoreError):
+        store.add_approval("run-1", "send", "maybe", "x")
+
+
+def test_times_round_trip_as_utc(store):
+    bj = timezone(timedelta(hours=8))
+    meta = RunMeta(now=datetime(2026, 7, 1, 8, 0, tzinfo=bj), source="t")
+    run = store.begin_run(run_key(meta), meta, at=datetime(2026, 7, 1, 8, 0, 1, 250000, tzinfo=bj))
+    assert run.now == T0 and run.now.tzinfo == UTC
+    assert run.started_at == datetime(2026, 7, 1, 0, 0, 1, 250000, tzinfo=UTC)
+    with pytest.raises(StoreError):
+        store.begin_run("naive", RunMeta(now=datetime(2026, 7, 1)))
+
+
+def test_newer_schema_is_refused(url):
+    s = Store.open(url)
+    with s.engine.begin() as conn:
+        conn.execute(insert(t.schema_version).values(version=CURRENT + 1, applied_at=T0, riskmap_version="9"))
+    s.close()
+    with pytest.raises(StoreError, match=f"schema v{CURRENT + 1} is newer"):
+        Store.open(url)
+
+
+def test_sqlite_file_is_private_and_wal(tmp_path):
+    path = tmp_path / "sub" / "riskmap.sqlite"
+    s = Store.open(path)
+    assert path.stat().st_mode & 0o777 == 0o600
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert Store.open(f"sqlite:///{path}").url.endswith("riskmap.sqlite")
+    s.close()
+
+
+def test_unreachable_database_is_service_unavailable():
+    with pytest.raises(ServiceUnavailable) as err:
+        Store.open("postgresql+psycopg2://riskmap:secret@127.0.0.1:9/none")
+    assert err.value.exit_code == 3 and "secret" not in str(err.value)
