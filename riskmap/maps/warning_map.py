@@ -1,0 +1,398 @@
+"""The interactive warning map: villages filled by warning colour, region layers, rainfall, legends — offline.
+
+The page carries everything it needs (Leaflet 1.9.4 and riskmap's own JS/CSS are inlined from package
+data; folium's CDN links for Leaflet, jQuery, Bootstrap and Font Awesome are dropped), draws on a canvas
+(``preferCanvas``), and has no basemap unless a tile URL is given.  Phone numbers never reach the page:
+popups count contacts only.
+
+Examples
+--------
+>>> import geopandas as gpd, pandas as pd
+>>> from shapely.geometry import box
+>>> from riskmap.maps.warning_map import example_region
+>>> region = example_region()
+>>> levels = pd.DataFrame({"village_code": region.villages["code"], "level": [4, 0]})
+>>> m = warning_map(region, levels, title="演示 Demo", run_time=pd.Timestamp("2026-07-01T00:00Z"))
+>>> html = m.get_root().render()
+>>> offline_violations(html)
+[]
+>>> "2026-07-01 08:00" in html
+True
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+import tempfile
+import warnings
+from datetime import datetime
+from pathlib import Path
+
+import folium
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import xarray as xr
+from branca.element import Element, MacroElement
+from folium.template import Template
+from pyproj import CRS
+from shapely.geometry import LineString, Point, box
+
+from riskmap.errors import DataWarning, InputError, RiskmapError, RiskmapIOError
+from riskmap.maps import assets
+from riskmap.maps.layers import (
+    FEATURE_LAYER_STYLES,
+    JsLayer,
+    clean,
+    feature_collection,
+    feature_layer,
+    safe_json,
+    to_display,
+)
+from riskmap.maps.legend import (
+    layers_legend_html,
+    level_config,
+    level_legend_html,
+    rain_legend_html,
+    title_html,
+)
+from riskmap.maps.rain_overlay import colorize, max_accumulation, overlay_image, rain_classes
+from riskmap.region import Region
+from riskmap.schema import LAYERS
+
+VILLAGES_LAYER_NAME = "行政村预警 Village warnings"
+_RAIN_COL = re.compile(r"^rain_(\d+(?:\.\d+)?)h(?:_mm)?$")
+_ACK_COLS = ("ack", "acknowledged", "ack_status")
+
+
+class OfflineMap(folium.Map):
+    """A folium Map that links nothing: folium's CDN scripts and styles are replaced by inlined assets."""
+
+    default_js: list[tuple[str, str]] = []
+    default_css: list[tuple[str, str]] = []
+
+
+class RawHtml(Element):
+    """A header element rendered verbatim (no Jinja), for inlined scripts and styles."""
+
+    def __init__(self, html: str):
+        super().__init__()
+        self._html = html
+
+    def render(self, **kwargs: object) -> str:
+        return self._html
+
+
+class _MapChrome(MacroElement):
+    """Title, legends and the township filter/search, wired to the map and its layers."""
+
+    _template = Template(
+        """
+        {% macro script(this, kwargs) %}
+            (function (map) {
+                riskmap.registry.map = map;
+                riskmap.title(map, {{ this.title }});
+                riskmap.htmlControl(map, "bottomright", "rm-legend rm-level-legend", {{ this.level_legend }});
+                {%- if this.rain_layer %}
+                riskmap.htmlControl(map, "bottomright", "rm-legend rm-rain-legend", {{ this.rain_legend }},
+                                    {{ this.rain_layer }});
+                {%- endif %}
+                {%- if this.layers_legend %}
+                riskmap.htmlControl(map, "bottomleft", "rm-legend rm-layers-legend",
+                                    {{ this.layers_legend }});
+                {%- endif %}
+                riskmap.filterControl(map, {{ this.villages }}, {{ this.townships }});
+            }({{ this._parent.get_name() }}));
+        {% endmacro %}
+        """
+    )
+
+    def __init__(self, **parts: object):
+        super().__init__()
+        self._name = "RiskmapChrome"
+        for key, value in parts.items():
+            setattr(self, key, value)
+
+
+def local_time_label(run_time: datetime | pd.Timestamp | str, tz: str = "Asia/Shanghai") -> str:
+    """The run time as people read it, e.g. ``2026-07-01 08:00 北京时间 (UTC+08:00)``.
+
+    Examples
+    --------
+    >>> local_time_label("2026-07-01T00:00:00Z")
+    '2026-07-01 08:00 北京时间 (UTC+08:00)'
+    >>> local_time_label("2026-07-01T00:00:00+00:00", tz="UTC")
+    '2026-07-01 00:00 UTC (UTC+00:00)'
+    """
+    ts = pd.Timestamp(run_time)
+    if ts.tzinfo is None:
+        raise InputError(f"run_time {run_time!r} has no time zone: give it an offset, e.g. +08:00")
+    local = ts.tz_convert(tz)
+    offset = local.strftime("%z")
+    zone = "北京时间" if tz in ("Asia/Shanghai", "Asia/Chongqing", "PRC") else tz
+    return f"{local:%Y-%m-%d %H:%M} {zone} (UTC{offset[:3]}:{offset[3:]})"
+
+
+def village_table(region: Region, levels: pd.DataFrame) -> pd.DataFrame:
+    """Villages joined with their levels (level 0 when missing, with a warning) and their contact counts.
+
+    Raises
+    ------
+    InputError
+        When ``levels`` lacks ``village_code`` or ``level``, repeats a code, or has a level outside 0-4.
+    """
+    for col in ("village_code", "level"):
+        if col not in levels.columns:
+            raise InputError(f"levels: missing column {col!r} (expected the columns of OUT/levels.csv)")
+    lv = levels.copy()
+    lv["village_code"] = lv["village_code"].astype(str).str.strip()
+    dup = lv["village_code"][lv["village_code"].duplicated()]
+    if len(dup):
+        raise InputError(f"levels: village_code {dup.iloc[0]} appears more than once")
+    bad = ~lv["level"].isin([0, 1, 2, 3, 4])
+    if bad.any():
+        row = lv[bad].iloc[0]
+        raise InputError(f"levels: village_code {row['village_code']}: level {row['level']} is not 0-4")
+    codes = region.villages["code"].astype(str)
+    known = set(codes)
+    unknown = [c for c in lv["village_code"] if c not in known]
+    if unknown:
+        warnings.warn(f"levels: {len(unknown)} village codes are not in the region (first {unknown[0]}); "
+                      "they are not drawn", DataWarning, stacklevel=3)
+    lv = lv.set_index("village_code")
+    missing = [c for c in codes if c not in lv.index]
+    if missing:
+        warnings.warn(f"levels: {len(missing)} villages of the region have no row (first {missing[0]}); "
+                      "they are drawn as level 0", DataWarning, stacklevel=3)
+    table = pd.DataFrame(region.villages.drop(columns="geometry"))
+    table["code"] = codes.values
+    joined = lv.reindex(codes.values)
+    joined.index = table.index
+    table["level"] = joined["level"].fillna(0).astype(int).values
+    for col in ("hazards", "reasons", "score", *_ACK_COLS):
+        if col in joined.columns:
+            table[f"_lv_{col}"] = joined[col].values
+    rain_cols = sorted((c for c in joined.columns if _RAIN_COL.match(str(c))),
+                       key=lambda c: float(_RAIN_COL.match(str(c)).group(1)))  # type: ignore[union-attr]
+    table["_rain"] = [
+        [[f"{_RAIN_COL.match(c).group(1)} h", clean(joined.at[i, c])] for c in rain_cols]  # type: ignore[union-attr]
+        for i in joined.index
+    ]
+    contacts = region.contacts
+    if "admin_code" in contacts.columns and len(contacts):
+        counts = contacts["admin_code"].astype(str).str.strip().value_counts()
+        table["_contacts"] = codes.map(counts).fillna(0).astype(int).values
+    else:
+        table["_contacts"] = 0
+    return table
+
+
+def village_properties(table: pd.DataFrame) -> list[dict[str, object]]:
+    """The compact popup/style properties of each village (keys read by ``warning_map.js``).
+
+    ``c`` code, ``n`` name, ``t`` township, ``l`` level, ``h`` hazards, ``r`` reasons, ``s`` score,
+    ``w`` expected rain per window ``[[label, mm], …]``, ``p`` population, ``hh`` households,
+    ``k`` number of contacts (never their numbers), ``a`` acknowledgement status.
+    """
+    ack = next((f"_lv_{c}" for c in _ACK_COLS if f"_lv_{c}" in table.columns), None)
+    props = []
+    for _, row in table.iterrows():
+        p = {"c": row["code"], "n": clean(row.get("name")), "t": clean(row.get("township")),
+             "l": int(row["level"]), "h": clean(row.get("_lv_hazards")), "r": clean(row.get("_lv_reasons")),
+             "s": clean(row.get("_lv_score")), "p": clean(row.get("population")),
+             "hh": clean(row.get("households")), "k": int(row["_contacts"])}
+        if row["_rain"]:
+            p["w"] = row["_rain"]
+        if ack is not None:
+            p["a"] = clean(row[ack])
+        props.append({k: v for k, v in p.items() if v is not None and v != ""})
+    return props
+
+
+def auto_simplify_m(villages: gpd.GeoDataFrame) -> float:
+    """Display simplification tolerance (m): none up to 2,000 villages, then 2 % of a typical village's width.
+
+    Capped at 100 m.
+    """
+    if len(villages) <= 2000:
+        return 0.0
+    areas = villages.geometry.area
+    areas = areas[areas > 0]
+    if not len(areas):
+        return 0.0
+    return float(min(100.0, 0.02 * np.sqrt(np.median(areas))))
+
+
+def warning_map(region: Region, levels: pd.DataFrame, *, rain: xr.DataArray | None = None,
+                title: str, run_time: datetime | pd.Timestamp | str, tz: str = "Asia/Shanghai",
+                tiles: str | None = None, tiles_attr: str | None = None, rain_window_h: float | None = 24,
+                simplify_m: float | None = None, show_rain: bool = False) -> folium.Map:
+    """Build the offline warning map.
+
+    Parameters
+    ----------
+    region
+        The region; every vector layer is reprojected to EPSG:4326 for display.
+    levels
+        One row per village with the columns of ``OUT/levels.csv``; optional extra columns
+        ``rain_<N>h`` (expected rain per window, mm) and ``ack`` (acknowledgement status) go into popups.
+    rain
+        Optional rainfall with a CRS (rioxarray): (time, y, x) in mm per interval, drawn as the largest
+        ``rain_window_h``-hour accumulation (the total when None), or (y, x) already accumulated.
+    title, run_time, tz
+        The title and the run's time (timezone-aware), shown in ``tz`` (Beijing time by default).
+    tiles, tiles_attr
+        An optional basemap tile URL template and its attribution; no basemap when None (offline).
+    simplify_m
+        Display simplification tolerance in metres; :func:`auto_simplify_m` when None.
+    show_rain
+        Whether the rainfall overlay is on when the page opens (it is always in the layer control).
+
+    Returns
+    -------
+    folium.Map
+        Write it with :func:`write_map`.
+    """
+    stamp = local_time_label(run_time, tz)
+    villages = region.villages
+    if not len(villages):
+        raise InputError("villages: the region has no villages to draw")
+    tol = auto_simplify_m(villages) if simplify_m is None else float(simplify_m)
+    table = village_table(region, levels)
+    order = np.argsort(table["level"].to_numpy(), kind="stable")  # most severe drawn last (on top)
+    geoms = to_display(villages, tol)
+    west, south, east, north = geoms.total_bounds
+
+    m = OfflineMap(location=[(south + north) / 2, (west + east) / 2], tiles=None, prefer_canvas=True,
+                   control_scale=True, zoom_snap=0.25)
+    fig = m.get_root()
+    fig.header.add_child(RawHtml(assets.inline_style(assets.leaflet_css())), name="leaflet_css")
+    fig.header.add_child(RawHtml(assets.inline_style(assets.riskmap_css())), name="riskmap_css")
+    fig.header.add_child(RawHtml(assets.inline_script(assets.leaflet_js())), name="leaflet_js")
+    fig.header.add_child(RawHtml(assets.inline_script(assets.riskmap_js())), name="riskmap_js")
+    fig.title = html.escape(title)  # branca writes <title> unescaped
+    if tiles:
+        folium.TileLayer(tiles=tiles, attr=tiles_attr or "basemap", name="底图 Basemap",
+                         overlay=False, control=False).add_to(m)
+
+    rain_layer = None
+    rain_legend = ""
+    if rain is not None:
+        acc = max_accumulation(rain, rain_window_h)
+        bins, colors = rain_classes(rain_window_h)
+        values, bounds, peak = overlay_image(acc)
+        if rain_window_h and rain.ndim == 3:
+            label = f"最大{rain_window_h:g}小时雨量 Max {rain_window_h:g} h rain"
+        else:
+            label = "累计雨量 Rain total"
+        folium.map.CustomPane("rmRain", z_index=350, pointer_events=False).add_to(m)
+        rain_layer = folium.raster_layers.ImageOverlay(
+            colorize(values, bins, colors, alpha=150), bounds=bounds, name=f"{label} (max {peak:.0f} mm)",
+            pane="rmRain", interactive=False, show=show_rain, zindex=1)
+        rain_layer.add_to(m)
+        rain_legend = rain_legend_html(bins, colors, label)
+
+    present = [s for s in FEATURE_LAYER_STYLES if len(region.layer(s.layer))]
+    names = {}
+    if len(region.reservoirs) and "name" in region.reservoirs.columns:
+        res = region.reservoirs
+        names = dict(zip(res["id"].astype(str), res["name"].astype(str), strict=True))
+    for spec in (s for s in present if s.kind == "area"):
+        feature_layer(spec, region.layer(spec.layer), simplify_m=tol, names=names).add_to(m)
+    props = village_properties(table)
+    data = feature_collection(geoms.iloc[order], [props[i] for i in order])
+    villages_layer = JsLayer("villageLayer", data, level_config(), name=VILLAGES_LAYER_NAME)
+    villages_layer.add_to(m)
+    for spec in (s for s in present if s.kind != "area"):
+        feature_layer(spec, region.layer(spec.layer), simplify_m=tol, names=names).add_to(m)
+
+    counts = table["level"].value_counts().to_dict()
+    townships = sorted({str(t) for t in table.get("township", pd.Series(dtype=str)).dropna()})
+    symbols = [(s.title, s.kind, s.style) for s in present]
+    _MapChrome(
+        title=safe_json(title_html(title, f"运行时间 Run time: {stamp}")),
+        level_legend=safe_json(level_legend_html({int(k): int(v) for k, v in counts.items()})),
+        rain_layer=rain_layer.get_name() if rain_layer is not None else "",
+        rain_legend=safe_json(rain_legend),
+        layers_legend=safe_json(layers_legend_html(symbols)) if symbols else "",
+        villages=villages_layer.get_name(),
+        townships=safe_json(townships),
+    ).add_to(m)
+    folium.LayerControl(position="topright", collapsed=False).add_to(m)
+    m.fit_bounds([[south, west], [north, east]])
+    return m
+
+
+_EXTERNAL = (
+    re.compile(r"<script[^>]*\ssrc\s*=\s*[\"']?(?:https?:)?//", re.IGNORECASE),
+    re.compile(r"<link[^>]*\shref\s*=\s*[\"']?(?:https?:)?//", re.IGNORECASE),
+    re.compile(r"<(?:img|iframe|source|video|audio)[^>]*\ssrc\s*=\s*[\"']?(?:https?:)?//", re.IGNORECASE),
+    re.compile(r"url\(\s*[\"']?(?:https?:)?//", re.IGNORECASE),
+    re.compile(r"@import", re.IGNORECASE),
+    re.compile(r"https?://[^\s\"'<>)]*(?:cdn|unpkg|jsdelivr|cloudflare|bootstrapcdn|jquery\.com|googleapis)",
+               re.IGNORECASE),
+)
+
+
+def offline_violations(html: str, allowed: tuple[str, ...] = ()) -> list[str]:
+    """Every place where the page would load something from outside (CDN scripts, styles, images, fonts).
+
+    ``allowed`` lists URL prefixes the user chose (a configured tile server).
+    """
+    found = []
+    for pattern in _EXTERNAL:
+        for match in pattern.finditer(html):
+            snippet = html[match.start(): match.start() + 160]
+            if not any(a and a in snippet for a in allowed):
+                found.append(snippet)
+    return found
+
+
+def write_map(m: folium.Map, path: str | os.PathLike[str], *, allowed: tuple[str, ...] = ()) -> Path:
+    """Render the map and write it atomically as one self-contained UTF-8 HTML file.
+
+    Raises
+    ------
+    RiskmapError
+        When the page would load anything from the network (a bug: every asset must be inlined).
+    RiskmapIOError
+        When the file cannot be written.
+    """
+    page = m.get_root().render()
+    bad = offline_violations(page, allowed)
+    if bad:
+        raise RiskmapError(f"map {path}: the page would load from the network: {bad[0]!r}")
+    target = Path(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".map-", suffix=".html", dir=target.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(page)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise RiskmapIOError(f"map {target}: cannot write: {exc}") from exc
+    return target
+
+
+def example_region(crs: str = "EPSG:32649") -> Region:
+    """A two-village region (UTM zone 49N) with one river and one shelter, for examples."""
+    crs_obj = CRS.from_user_input(crs)
+    x0, y0 = 701_000.0, 3_332_000.0
+    villages = gpd.GeoDataFrame(
+        {"code": ["420100001001", "420100001002"], "name": ["东村", "西村"], "population": [1200, 800],
+         "households": [400, 260], "township": ["城关镇", "城关镇"]},
+        geometry=[box(x0, y0, x0 + 2000, y0 + 2000), box(x0 - 2000, y0, x0, y0 + 2000)], crs=crs_obj)
+    empty = {name: gpd.GeoDataFrame({c: [] for c in spec.required}, geometry=[], crs=crs_obj)
+             for name, spec in LAYERS.items() if spec.kind == "vector"}
+    empty["rivers"] = gpd.GeoDataFrame({"id": ["r1"], "name": ["清江"]},
+                                       geometry=[LineString([(x0 - 2000, y0 - 100), (x0 + 2000, y0 - 100)])],
+                                       crs=crs_obj)
+    empty["shelters"] = gpd.GeoDataFrame({"id": ["s1"], "name": ["小学"], "capacity": [300]},
+                                         geometry=[Point(x0 + 500, y0 + 500)], crs=crs_obj)
+    del empty["villages"]
+    tables = {name: pd.DataFrame({c: [] for c in spec.required})
+              for name, spec in LAYERS.items() if spec.kind == "table"}
+    return Region(villages=villages, crs=crs_obj, **empty, **tables)  # type: ignore[arg-type]
