@@ -75,6 +75,12 @@ class StoreLocked(RiskmapError, RuntimeError):
     exit_code = 4
 
 
+class CapError(RiskmapError, ValueError):
+    """A CAP message fails the CAP 1.2 schema or the checks the schema does not make; names the identifier."""
+
+    exit_code = 1
+
+
 class RiskmapWarning(UserWarning):
     """Root of riskmap's warnings: a data problem that does not stop the run."""
 
