@@ -1,0 +1,206 @@
+"""From what a reader found (:class:`RawField`) to the forecast contract, in one place.
+
+Every reader (CF NetCDF/Zarr, GRIB, WRF, GeoTIFF) fills a :class:`RawField` with the values as
+stored and the metadata it could find; :func:`finish` then applies, in order:
+
+1. times: at least one, strictly increasing (duplicates refused);
+2. units → millimetres (amounts) or mm/s (rates, multiplied by the interval length);
+3. de-accumulation when the series is accumulated since one start (``accumulated`` from metadata or
+   the option): ``mm[i] = acc[i] - acc[i-1]``, interval ``t[i] - t[i-1]`` (the first from the start);
+   a step at the start itself (zero length, e.g. GRIB step 0) is dropped;
+4. intervals when the file has no bounds: the ``interval`` option, else the time differences, the
+   first being ``t[0] - reference_time`` (or ``t[1] - t[0]``); one step with neither is refused;
+5. orientation: longitudes 0–360 rolled to −180…180, **x ascending, y descending (north-up, as
+   GeoTIFF/GDAL)**;
+6. checks: negative values, missing cells, plausibility of intensity.
+
+An instantaneous rate (no bounds) is taken to hold over the interval **ending** at its time.
+The reference time, when the file has none and no option gives it, is the start of the first
+interval.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import rioxarray  # noqa: F401  (registers da.rio)
+import xarray as xr
+from pyproj import CRS
+
+from riskmap.errors import ForecastError
+from riskmap.forecast import validate
+from riskmap.forecast.options import ForecastOptions
+from riskmap.forecast.units import parse_units
+
+
+@dataclass
+class RawField:
+    """Precipitation as a reader found it.
+
+    Attributes
+    ----------
+    values : numpy.ndarray
+        ``(time, y, x)`` values in the file's units, NaN where missing.
+    x, y : numpy.ndarray
+        1-D cell-centre coordinates in the order of ``values``.
+    times : numpy.ndarray
+        datetime64[ns] (UTC): interval ends (or instants of a rate without bounds).
+    units : str or None
+        Units as written.
+    crs : pyproj.CRS or None
+        CRS found in the file.
+    where : str
+        ``"file: variable 'name'"`` for messages.
+    source : str
+        The file name(s), for the ``source`` attribute.
+    starts : numpy.ndarray or None
+        Interval starts when known (CF bounds, GRIB statistical period).
+    accumulated : bool or None
+        Metadata says "accumulated since one start".
+    reference_time : numpy.datetime64 or None
+        Forecast reference time (UTC) when the file says.
+    """
+
+    values: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    times: np.ndarray
+    units: str | None
+    crs: CRS | None
+    where: str
+    source: str
+    starts: np.ndarray | None = None
+    accumulated: bool | None = None
+    reference_time: np.datetime64 | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _intervals(raw: RawField, opts: ForecastOptions, ref: np.datetime64 | None) -> np.ndarray:
+    t = raw.times
+    if raw.starts is not None:
+        iv = t - raw.starts
+        if (iv <= np.timedelta64(0, "ns")).any():
+            raise ForecastError(f"{raw.where}: time bounds give an interval of zero or negative length")
+        if opts.interval is not None and (iv != opts.interval).any():
+            raise ForecastError(f"{raw.where}: option interval= conflicts with the file's own time bounds")
+        return iv
+    if opts.interval is not None:
+        return np.full(t.size, opts.interval, dtype="timedelta64[ns]")
+    if t.size >= 2:
+        first = t[0] - ref if (ref is not None and t[0] > ref) else t[1] - t[0]
+        return np.concatenate([[first], np.diff(t)]).astype("timedelta64[ns]")
+    if ref is not None and t[0] > ref:
+        return np.array([t[0] - ref], dtype="timedelta64[ns]")
+    raise ForecastError(
+        f"{raw.where}: one time step and no time bounds or reference time before it, so the length of "
+        "its interval is unknown: pass interval= (e.g. interval='1h')"
+    )
+
+
+def _deaccumulate(raw: RawField, mm: np.ndarray, start: np.datetime64,
+                  kind: str, factor: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    t = raw.times
+    since = t - start
+    if (since < np.timedelta64(0, "ns")).any():
+        raise ForecastError(f"{raw.where}: a time step lies before the accumulation start {start}")
+    if kind == "rate":
+        mm = raw.values * factor * (since.astype("float64") / 1e9)[:, None, None]
+    keep = since > np.timedelta64(0, "ns")
+    if not keep.all():
+        mm, t = mm[keep], t[keep]
+    if t.size == 0:
+        raise ForecastError(f"{raw.where}: no time steps after the accumulation start")
+    prev = np.concatenate([np.zeros((1,) + mm.shape[1:]), mm[:-1]])
+    out = mm - prev
+    iv = np.diff(np.concatenate([[start], t])).astype("timedelta64[ns]")
+    return out, t, iv
+
+
+def _orient(raw: RawField, data: np.ndarray, crs: CRS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    x = np.asarray(raw.x, dtype="float64")
+    y = np.asarray(raw.y, dtype="float64")
+    if crs.is_geographic and (x > 180).any():
+        x = np.where(x >= 180, x - 360, x)
+    ox = np.argsort(x, kind="stable")
+    oy = np.argsort(-y, kind="stable")
+    x, y = x[ox], y[oy]
+    for name, c in (("x", x), ("y", y)):
+        if c.size > 1 and (np.diff(c) == 0).any():
+            raise ForecastError(f"{raw.where}: duplicate {name} coordinates")
+        if not np.isfinite(c).all():
+            raise ForecastError(f"{raw.where}: {name} coordinates are not finite")
+    return data[:, oy][:, :, ox], x, y
+
+
+def iso_utc(t: np.datetime64) -> str:
+    """ISO 8601 with offset of a datetime64 meaning UTC.
+
+    >>> iso_utc(np.datetime64("2023-12-18T06:00", "ns"))
+    '2023-12-18T06:00:00+00:00'
+    """
+    return pd.Timestamp(t).tz_localize("UTC").isoformat()
+
+
+def finish(raw: RawField, opts: ForecastOptions) -> xr.DataArray:
+    """Apply units, de-accumulation, intervals, orientation and checks; build the contract DataArray."""
+    where = raw.where
+    if raw.values.ndim != 3 or raw.values.shape[1:] != (raw.y.size, raw.x.size):
+        raise ForecastError(f"{where}: values of shape {raw.values.shape} do not match the grid")
+    times = np.asarray(raw.times).astype("datetime64[ns]")
+    raw.times = times
+    validate.check_times(times, where)
+    if raw.values.size == 0:
+        raise ForecastError(f"{where}: the grid is empty")
+    crs = opts.crs or raw.crs
+    if crs is None:
+        raise ForecastError(
+            f"{where}: no CRS found (no grid_mapping, crs_wkt, spatial_ref or model projection attributes): "
+            "pass crs= (e.g. crs='EPSG:4326')"
+        )
+    kind, factor = parse_units(opts.units or raw.units, where)
+    ref = opts.reference_time if opts.reference_time is not None else raw.reference_time
+    accumulated = opts.accumulated if opts.accumulated is not None else bool(raw.accumulated)
+    values = np.asarray(raw.values, dtype="float64")
+    if accumulated:
+        if raw.starts is not None:
+            if (raw.starts != raw.starts[0]).any():
+                raise ForecastError(
+                    f"{where}: accumulated=true, but the time bounds start at different times")
+            start = raw.starts[0]
+        elif ref is not None:
+            start = ref
+        else:
+            raise ForecastError(
+                f"{where}: accumulated since the start, but the start is unknown: pass reference_time="
+            )
+        mm, times, intervals = _deaccumulate(raw, values * factor, start, kind, factor)
+        if ref is None:
+            ref = start
+    else:
+        intervals = _intervals(raw, opts, ref)
+        if kind == "rate":
+            mm = values * factor * (intervals.astype("float64") / 1e9)[:, None, None]
+        else:
+            mm = values * factor
+    if ref is None:
+        ref = times[0] - intervals[0]
+    mm = validate.check_negative(mm, times, where, opts.negative_tolerance_mm, deaccumulated=accumulated)
+    validate.check_intensity(mm, times, intervals, where, opts.max_intensity_mm_h)
+    mm, x, y = _orient(raw, mm, crs)
+    validate.check_missing(mm, where)
+    da = xr.DataArray(
+        mm.astype("float32"),
+        dims=("time", "y", "x"),
+        coords={"time": times, "interval": ("time", intervals.astype("timedelta64[ns]")), "y": y, "x": x},
+        name="precipitation",
+        attrs={
+            "units": "mm",
+            "long_name": "precipitation amount per interval (time = interval end, UTC)",
+            "reference_time": iso_utc(ref),
+            "source": raw.source,
+            "variable": where.split("variable ", 1)[-1].strip("'") if "variable " in where else "",
+        },
+    )
+    return da.rio.write_crs(crs).rio.set_spatial_dims(x_dim="x", y_dim="y")
