@@ -37,14 +37,18 @@ def level_label(level: Level) -> str:
     return f"{level.color_zh}预警 {level.grade}级 {level.color.capitalize()} ({GRADES_EN[level]})"
 
 
-def level_config() -> dict[str, object]:
-    """The JS-side style table for villages: colour, fill opacity and label per level 0-4."""
+def level_config(n_villages: int = 0) -> dict[str, object]:
+    """The JS-side style table for villages: colour, fill opacity and label per level 0-4.
+
+    Outlines get thinner and lighter above 5,000 villages so a province stays readable.
+    """
+    many = n_villages > 5000
     return {
         "levels": [
             {"hex": lv.hex, "fill": FILL_OPACITY[lv], "label": level_label(lv)} for lv in Level
         ],
-        "stroke": "#555555",
-        "weight": 0.8,
+        "stroke": "#999999" if many else "#555555",
+        "weight": 0.3 if many else 0.8,
     }
 
 

@@ -303,7 +303,7 @@ def warning_map(region: Region, levels: pd.DataFrame, *, rain: xr.DataArray | No
         feature_layer(spec, region.layer(spec.layer), simplify_m=tol, names=names).add_to(m)
     props = village_properties(table)
     data = feature_collection(geoms.iloc[order], [props[i] for i in order])
-    villages_layer = JsLayer("villageLayer", data, level_config(), name=VILLAGES_LAYER_NAME)
+    villages_layer = JsLayer("villageLayer", data, level_config(len(villages)), name=VILLAGES_LAYER_NAME)
     villages_layer.add_to(m)
     for spec in (s for s in present if s.kind != "area"):
         feature_layer(spec, region.layer(spec.layer), simplify_m=tol, names=names).add_to(m)
