@@ -39,7 +39,7 @@ class DlrReceiver:
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
 
     def wait(self, pred, timeout: float = 10.0) -> list[dict[str, str]]:
         deadline = time.monotonic() + timeout
