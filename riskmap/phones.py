@@ -59,7 +59,7 @@ _EXPECTED = ("expected a mainland mobile (1[3-9] and 9 more digits, optionally +
 
 
 def _clean(raw: object) -> str:
-    """NFKC-normalise (full-width digits, ＋, －) and strip; lower-case ``EXT``."""
+    """NFKC-normalise (full-width digits, ＋, －) and strip."""
     if raw is None:
         return ""
     if isinstance(raw, float):
@@ -67,12 +67,12 @@ def _clean(raw: object) -> str:
             return ""
         if raw.is_integer():
             raw = int(raw)
-    return unicodedata.normalize("NFKC", str(raw)).strip().lower()
+    return unicodedata.normalize("NFKC", str(raw)).strip()
 
 
 def _try_normalize(raw: object) -> str | None:
     """Return the normal form of *raw*, or None when it is not a phone number."""
-    text = _clean(raw)
+    text = _clean(raw).lower()
     if not text:
         return None
     m = _MOBILE.fullmatch(_SEPARATORS.sub("", text))
@@ -143,7 +143,7 @@ def phone_problem(raw: object) -> str | None:
     >>> phone_problem("")
     'missing phone number'
     """
-    text = _clean(raw)
+    text = _clean(raw).lower()
     if not text:
         return "missing phone number"
     if _try_normalize(raw) is not None:

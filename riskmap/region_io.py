@@ -48,7 +48,7 @@ from riskmap.schema import LAYERS
 
 __all__ = ["Problem", "RawLayer", "RawRegion", "read_region_raw", "text_column", "TEXT_COLUMNS", "numbers",
            "scale_codes", "role_ids", "soil_ids",
-           "VECTOR_SUFFIXES", "TABLE_SUFFIXES"]
+           "VECTOR_SUFFIXES", "TABLE_SUFFIXES", "SHAPEFILE_ALIASES"]
 
 TEXT_COLUMNS = frozenset({
     "code", "id", "name", "township", "county", "reservoir_id", "scale", "status", "kind",
@@ -56,6 +56,13 @@ TEXT_COLUMNS = frozenset({
     "village_code", "soil",
 })
 """Columns always read as text (keys, codes, phones, labels)."""
+
+SHAPEFILE_ALIASES = {
+    "res_id": "reservoir_id", "reservoir_": "reservoir_id",
+    "threat_ppl": "threatened_people", "threatened": "threatened_people",
+    "threat_hh": "threatened_households", "threaten_1": "threatened_households",
+}
+"""Short names for columns longer than a shapefile's 10 characters (and GDAL's truncations of them)."""
 
 VECTOR_SUFFIXES = (".gpkg", ".geojson", ".json", ".shp")
 TABLE_SUFFIXES = (".csv", ".xlsx", ".gpkg")
@@ -142,7 +149,8 @@ def _tidy(frame: pd.DataFrame, layer: str) -> pd.DataFrame:
         if col == "geometry" or not isinstance(col, str):
             continue
         key = col.strip().lower()
-        if key in known and key != col and key not in frame.columns:
+        key = SHAPEFILE_ALIASES.get(key, key) if key not in known else key
+        if key in known and key != col and key not in frame.columns and key not in rename.values():
             rename[col] = key
     if rename:
         frame = frame.rename(columns=rename)
@@ -172,7 +180,7 @@ def read_xlsx(path: Path, layer: str) -> pd.DataFrame:
     with pd.ExcelFile(path, engine="openpyxl") as book:
         names = [str(n) for n in book.sheet_names]
         sheet = next((n for n in names if n.strip().lower() == layer), names[0])
-        return book.parse(sheet, dtype=str)
+        return pd.read_excel(book, sheet_name=sheet, dtype=str)
 
 
 def _shapefile_encoding(path: Path) -> str | None:
