@@ -1,0 +1,183 @@
+"""The embedded demo region: a deterministic synthetic county (青山县) and a typhoon forecast.
+
+:func:`build_demo` generates every layer of :mod:`riskmap.schema` in EPSG:4490
+(CGCS2000 lon/lat) plus a 72-hour CF forecast, from one seed through one
+:class:`numpy.random.Generator` (no clock, no global random state): same seed,
+same content, as :func:`content_hash` shows.  :func:`write_demo` writes it to a
+folder as ``region.gpkg`` + ``forecast.nc`` and reuses files already there.
+See ``layers/demo.md`` for what the county contains.
+
+Examples
+--------
+>>> demo = build_demo()
+>>> len(demo.villages) >= 1900, demo.villages.crs.to_epsg()
+(True, 4490)
+>>> sorted(demo.layers())[:3]
+['contacts', 'critical_rainfall', 'detention_areas']
+>>> str(demo.forecast["precipitation_amount"].attrs["units"])
+'mm'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+import xarray as xr
+
+from riskmap.demo.contacts import (
+    PHONE_PREFIX,
+    hazard_mask,
+    make_contacts,
+    make_critical_rainfall,
+    riverside_mask,
+)
+from riskmap.demo.features import make_features
+from riskmap.demo.hydro import make_hydro
+from riskmap.demo.storm import REFERENCE_TIME, forecast_dataset
+from riskmap.demo.terrain import km_to_lonlat, make_terrain
+from riskmap.demo.villages import COUNTY_CODE, COUNTY_NAME, make_villages
+from riskmap.schema import LAYERS
+
+DEFAULT_SEED = 20240715
+CRS_EPSG = 4490
+
+__all__ = [
+    "COUNTY_CODE",
+    "COUNTY_NAME",
+    "DEFAULT_SEED",
+    "PHONE_PREFIX",
+    "REFERENCE_TIME",
+    "DemoPaths",
+    "DemoRegion",
+    "build_demo",
+    "content_hash",
+    "write_demo",
+]
+
+
+@dataclass(frozen=True, eq=False)
+class DemoRegion:
+    """Every layer of the demo county (EPSG:4490 lon/lat) and its forecast."""
+
+    villages: gpd.GeoDataFrame
+    rivers: gpd.GeoDataFrame
+    reservoirs: gpd.GeoDataFrame
+    reservoir_zones: gpd.GeoDataFrame
+    flood_points: gpd.GeoDataFrame
+    hazard_sites: gpd.GeoDataFrame
+    mines: gpd.GeoDataFrame
+    detention_areas: gpd.GeoDataFrame
+    shelters: gpd.GeoDataFrame
+    vulnerable_sites: gpd.GeoDataFrame
+    contacts: pd.DataFrame
+    critical_rainfall: pd.DataFrame
+    forecast: xr.Dataset
+    """CF-1.8 dataset with ``precipitation_amount`` (time, lat, lon), mm per hour ending at ``time``."""
+    seed: int
+    county_code: str = COUNTY_CODE
+    county_name: str = COUNTY_NAME
+
+    def layers(self) -> dict[str, pd.DataFrame]:
+        """Every region layer by its schema name (in :data:`riskmap.schema.LAYERS` order)."""
+        return {name: getattr(self, name) for name in LAYERS}
+
+    @property
+    def reference_time(self) -> pd.Timestamp:
+        """The forecast reference time (UTC, timezone-aware)."""
+        return pd.Timestamp(REFERENCE_TIME).tz_localize("UTC")
+
+
+def _lonlat(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    def fn(xy: np.ndarray) -> np.ndarray:
+        lon, lat = km_to_lonlat(xy[:, 0], xy[:, 1])
+        return np.column_stack([lon, lat])
+
+    geoms = shapely.transform(frame.geometry.to_numpy(), fn)
+    out = gpd.GeoDataFrame(frame.drop(columns="geometry"), geometry=list(geoms), crs=CRS_EPSG)
+    return out.reset_index(drop=True)
+
+
+def _hazard_centre(sites: gpd.GeoDataFrame) -> tuple[float, float]:
+    xy = np.column_stack([sites.geometry.x, sites.geometry.y])
+    d = np.hypot(*(xy[:, None, :] - xy[None, :, :]).transpose(2, 0, 1))
+    near = (d < 5.0).sum(1)
+    i = int(np.argmax(near))
+    return float(xy[i, 0]), float(xy[i, 1])
+
+
+def build_demo(seed: int = DEFAULT_SEED) -> DemoRegion:
+    """Generate the demo county and its forecast from ``seed`` (pure, deterministic, a few seconds).
+
+    Parameters
+    ----------
+    seed : int
+        Seed of the one :class:`numpy.random.Generator` that drives everything.
+
+    Returns
+    -------
+    DemoRegion
+        Every layer following :mod:`riskmap.schema`, in EPSG:4490, and the forecast.
+    """
+    rng = np.random.default_rng(seed)
+    terrain = make_terrain(rng)
+    villages = make_villages(rng, terrain)
+    hydro = make_hydro(rng, terrain, villages)
+    feats = make_features(rng, terrain, villages)
+    riverside = riverside_mask(villages, hydro)
+    hazard = hazard_mask(villages, feats.hazard_sites)
+    km_layers = {
+        "rivers": hydro.rivers,
+        "reservoirs": hydro.reservoirs,
+        "reservoir_zones": hydro.reservoir_zones,
+        "flood_points": feats.flood_points,
+        "hazard_sites": feats.hazard_sites,
+        "mines": feats.mines,
+        "detention_areas": hydro.detention_areas,
+        "shelters": feats.shelters,
+        "vulnerable_sites": feats.vulnerable_sites,
+    }
+    contacts = make_contacts(rng, villages, hydro, km_layers, riverside, hazard)
+    critical = make_critical_rainfall(rng, villages.frame["code"][riverside].tolist())
+    zones = hydro.reservoir_zones
+    target_zone = zones.geometry[(zones["reservoir_id"] == hydro.unsafe_target).to_numpy()].iloc[0]
+    zc = target_zone.centroid
+    tx, ty = villages.town_xy
+    sx, sy = feats.subsidence_xy
+    hx, hy = _hazard_centre(feats.hazard_sites)
+    # the core moves fast between targets and stalls over each: the county town, the subsidence area,
+    # the 病险 reservoir's zone and the densest cluster of hazard sites
+    waypoints = [
+        (23.0, tx + 14.0, ty - 10.0),
+        (26.0, tx, ty),
+        (29.0, tx, ty),
+        (30.5, sx, sy),
+        (33.0, sx, sy),
+        (34.5, zc.x, zc.y),
+        (37.0, zc.x, zc.y),
+        (38.5, hx, hy),
+        (41.0, hx, hy),
+    ]
+    forecast = forecast_dataset(rng, terrain, waypoints)
+    ll = {name: _lonlat(frame) for name, frame in km_layers.items()}
+    return DemoRegion(
+        villages=_lonlat(villages.frame),
+        contacts=contacts,
+        critical_rainfall=critical,
+        forecast=forecast,
+        seed=seed,
+        **ll,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    # writer functions live in riskmap.demo.writer; imported lazily to keep this module light
+    if name in ("write_demo", "content_hash", "DemoPaths"):
+        from riskmap.demo import writer
+
+        return getattr(writer, name)
+    raise AttributeError(name)

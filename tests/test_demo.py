@@ -1,0 +1,378 @@
+"""Tests of the demo region generator (riskmap.demo)."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pyogrio
+import pytest
+import rioxarray  # noqa: F401  (registers the .rio accessor)
+import scipy.sparse as sp
+import shapely
+import xarray as xr
+from exactextract import exact_extract
+from exactextract.raster import NumPyRasterSource
+from pyproj import CRS
+
+from riskmap.demo import (
+    COUNTY_CODE,
+    DEFAULT_SEED,
+    PHONE_PREFIX,
+    DemoRegion,
+    build_demo,
+    content_hash,
+    write_demo,
+)
+from riskmap.demo.writer import frame_hash
+from riskmap.errors import RiskmapIOError
+from riskmap.schema import FEATURE_LAYERS, LAYERS, RESERVOIR_SCALES, ROLES, SOIL_STATES
+
+EXPECTED_HASHES = {
+    "villages": "748e923e1d39ec76af3e4c473eb59c40b920cfe13ac083d4fddd59160e91602d",
+    "rivers": "7d9de2b4871d731cc19072b3272dd2c6bdcae5da1cb48d7414df8da621f2c176",
+    "reservoirs": "3a0aa3d2058cf4f9ea5fe9706e5e2837b54ce02eab08e8ceb0a6246c7e5602c7",
+    "reservoir_zones": "76fee6ae52718fe7cf72fd99bf089eeef0099c48a2e193ae5c00ea991341b24b",
+    "flood_points": "28ff4acbb1d5550142074dd2f76e5c5b35b9eb7419feeebcbdefcc7476ce614f",
+    "hazard_sites": "135536326016e7d8ccd5162e5cba2b182bbedf7e0c3559038956e57b6f3e8f98",
+    "mines": "c87203d3d558d743ec8b55ba12b7db9d5afae9a56c3ead36343b46335f811640",
+    "detention_areas": "6aca53b1bf98b2cf3307791290165babfaf2d399056f99321a952cd4fd85b31c",
+    "shelters": "74b0401d56c72cb63ad7b90be7a6933b9adc4c1d756ca441051fb30309ca9728",
+    "vulnerable_sites": "db11d5d97ce27a2c793ab49163b0839cbcaded1fcdd6e1d85f1197ed81135f17",
+    "contacts": "e51d5f56c238f9948fc885498289eaac2c95427a7956bd70b5d9470f74829fe1",
+    "critical_rainfall": "52436baf22e55f0b1b897b1c3958598577870131776eaae7cc7d5b9061b7b25a",
+    "forecast": "30322581afe10655a68ecf3e4c1ee029ca7807cbb98141a657cdc7b472a8b560",
+}
+"""Content hashes of build_demo(20240715); change only with riskmap.demo.writer.GENERATOR_VERSION."""
+
+MOBILE = re.compile(r"^1[3-9]\d{9}$")
+METRIC = 32649  # UTM 49N, for distances in tests
+
+
+@pytest.fixture(scope="module")
+def built() -> tuple[DemoRegion, float]:
+    t0 = time.perf_counter()
+    demo = build_demo()
+    return demo, time.perf_counter() - t0
+
+
+@pytest.fixture(scope="module")
+def demo(built: tuple[DemoRegion, float]) -> DemoRegion:
+    return built[0]
+
+
+def _village_levels(demo: DemoRegion) -> np.ndarray:
+    """National rainstorm level per village from coverage-weighted means (exactextract coverage)."""
+    da = demo.forecast["precipitation_amount"]
+    lon, lat = da["lon"].to_numpy(), da["lat"].to_numpy()
+    res = float(lon[1] - lon[0])
+    assert np.allclose(np.diff(lon), res) and np.allclose(np.diff(lat), -res)
+    ids = np.arange(lat.size * lon.size, dtype=np.float64).reshape(lat.size, lon.size)
+    src = NumPyRasterSource(
+        ids, xmin=lon[0] - res / 2, ymin=lat[-1] - res / 2, xmax=lon[-1] + res / 2, ymax=lat[0] + res / 2
+    )
+    villages = demo.villages
+    is_point = (villages.geom_type == "Point").to_numpy()
+    polys = np.flatnonzero(~is_point)
+    out = exact_extract(src, villages.iloc[polys], ["values", "coverage"], output="pandas")
+    rows, cols, vals = [], [], []
+    for k, (v, c) in enumerate(zip(out["values"], out["coverage"], strict=True)):
+        rows += [polys[k]] * len(v)
+        cols += np.asarray(v, dtype=int).tolist()
+        vals += list(c)
+    for i in np.flatnonzero(is_point):
+        g = villages.geometry.iloc[i]
+        rows.append(i)
+        cols.append(int((lat[0] + res / 2 - g.y) / res) * lon.size + int((g.x - lon[0] + res / 2) / res))
+        vals.append(1.0)
+    w = sp.csr_matrix((vals, (rows, cols)), shape=(len(villages), ids.size))
+    w = sp.diags(1.0 / np.asarray(w.sum(axis=1)).ravel()) @ w
+    mean = w @ da.to_numpy().reshape(da.shape[0], -1).T.astype(np.float64)
+    cum = np.cumsum(np.pad(mean, ((0, 0), (1, 0))), axis=1)
+
+    def window(n: int) -> np.ndarray:
+        return np.asarray((cum[:, n:] - cum[:, :-n]).max(axis=1))
+
+    level = np.zeros(len(villages), dtype=int)
+    level[window(12) >= 50] = 1
+    level[window(6) >= 50] = 2
+    level[window(3) >= 50] = 3
+    level[window(3) >= 100] = 4
+    return level
+
+
+@pytest.fixture(scope="module")
+def levels(demo: DemoRegion) -> np.ndarray:
+    return _village_levels(demo)
+
+
+# --- determinism ---
+
+
+def test_content_hash_is_the_recorded_constant(demo: DemoRegion) -> None:
+    assert content_hash(demo) == EXPECTED_HASHES
+
+
+def test_a_different_seed_differs_everywhere() -> None:
+    other = content_hash(build_demo(7))
+    assert set(other) == set(EXPECTED_HASHES)
+    assert all(other[k] != EXPECTED_HASHES[k] for k in other)
+
+
+def test_build_is_fast_and_keeps_no_global_state(built: tuple[DemoRegion, float]) -> None:
+    demo, seconds = built
+    assert seconds < 10.0
+    assert demo.seed == DEFAULT_SEED
+    np.random.seed(1)  # the global NumPy state must not matter
+    a = np.random.random()
+    np.random.seed(1)
+    assert frame_hash(build_demo().villages) == EXPECTED_HASHES["villages"]
+    assert np.random.random() == a
+
+
+def test_frame_hash_depends_on_values_and_geometry_not_column_order() -> None:
+    g = gpd.GeoDataFrame({"id": ["a", "b"], "n": [1, 2]}, geometry=[shapely.Point(0, 0), shapely.Point(1, 1)])
+    assert frame_hash(g) == frame_hash(g[["n", "geometry", "id"]])
+    moved = g.copy()
+    moved.loc[1, "geometry"] = shapely.Point(1, 1.0000001)
+    changed = g.copy()
+    changed.loc[0, "n"] = 3
+    assert len({frame_hash(g), frame_hash(moved), frame_hash(changed)}) == 3
+
+
+# --- schema ---
+
+
+def test_every_layer_follows_the_schema(demo: DemoRegion) -> None:
+    layers = demo.layers()
+    assert list(layers) == list(LAYERS)
+    for name, spec in LAYERS.items():
+        frame = layers[name]
+        assert len(frame) > 0, name
+        missing = set(spec.required) - set(frame.columns)
+        assert not missing, f"{name}: missing {missing}"
+        if spec.kind == "vector":
+            assert isinstance(frame, gpd.GeoDataFrame), name
+            assert frame.crs.to_epsg() == 4490, name
+            assert set(frame.geom_type) <= set(spec.geometry), name
+            assert frame.is_valid.all() and not frame.is_empty.any(), name
+        else:
+            assert not isinstance(frame, gpd.GeoDataFrame), name
+        if spec.id_column:
+            assert frame[spec.id_column].is_unique, name
+            assert all(isinstance(v, str) for v in frame[spec.id_column]), name
+
+
+def test_villages_codes_names_and_counts(demo: DemoRegion) -> None:
+    v = demo.villages
+    assert 1900 <= len(v) <= 2100
+    assert v["code"].str.fullmatch(r"\d{12}").all() and v["code"].is_unique
+    assert (v["code"].str[:6] == COUNTY_CODE).all()
+    town = v["code"].str[6:9].astype(int)
+    vil = v["code"].str[9:].astype(int)
+    jiedao, zhen, xiang = town < 100, (town >= 100) & (town < 200), (town >= 200) & (town < 400)
+    assert (jiedao | zhen | xiang).all() and jiedao.any() and zhen.any() and xiang.any()
+    assert v.loc[jiedao, "township"].str.endswith("街道").all()
+    assert (
+        v.loc[zhen, "township"].str.endswith("镇").all() and v.loc[xiang, "township"].str.endswith("乡").all()
+    )
+    assert 12 <= v["township"].nunique() <= 20
+    assert v.groupby("township")["code"].apply(lambda c: c.str[:9].nunique() == 1).all()
+    committee = vil >= 200
+    assert ((vil >= 1) & (vil <= 399)).all() and not ((vil >= 200) & jiedao).any()
+    assert (
+        v.loc[committee, "name"].str.endswith("村").all()
+        and v.loc[~committee, "name"].str.endswith("社区").all()
+    )
+    assert not v.duplicated(["township", "name"]).any()
+    assert (v["county"] == demo.county_name).all()
+    ratio = v["population"] / v["households"]
+    assert (v["population"] > 0).all() and ratio.between(2.8, 3.6).all()
+    assert 3 <= (v.geom_type == "Point").sum() <= 10
+
+
+def test_reservoirs_all_scales_on_rivers_with_zones(demo: DemoRegion) -> None:
+    res = demo.reservoirs
+    assert {RESERVOIR_SCALES[s] for s in res["scale"]} == {1, 2, 3, 4, 5}
+    bounds = {1: (1e9, np.inf), 2: (1e8, 1e9), 3: (1e7, 1e8), 4: (1e6, 1e7), 5: (1e5, 1e6)}
+    for scale, storage in zip(res["scale"], res["storage_m3"], strict=True):
+        lo, hi = bounds[RESERVOIR_SCALES[scale]]
+        assert lo <= storage < hi, (scale, storage)
+    assert set(res["status"]) == {"正常", "病险"}
+    rivers = shapely.unary_union(demo.rivers.to_crs(METRIC).geometry.to_numpy())
+    assert (res.to_crs(METRIC).distance(rivers) < 150.0).all()
+    zones = demo.reservoir_zones
+    assert sorted(zones["reservoir_id"]) == sorted(res["id"])
+    dams = res.set_index("id").geometry.loc[zones["reservoir_id"]].to_numpy()
+    assert shapely.contains(zones.geometry.to_numpy(), dams).all()
+    assert set(demo.rivers["grade"]) == {1, 2, 3}
+
+
+def test_hazard_sites_mines_points_areas(demo: DemoRegion) -> None:
+    from riskmap.schema import FLOOD_POINT_KINDS, HAZARD_KINDS, MINE_KINDS
+
+    hs = demo.hazard_sites
+    assert set(hs["kind"]) == set(HAZARD_KINDS)
+    assert (hs["threatened_people"] > 0).all() and (hs["threatened_households"] > 0).all()
+    assert (hs["threatened_households"] <= hs["threatened_people"]).all()
+    mines = demo.mines
+    assert set(mines["kind"]) == set(MINE_KINDS) and (mines["workers"] >= 0).all()
+    assert set(mines.loc[mines["kind"] == "采煤沉陷区"].geom_type) == {"Polygon"}
+    assert (mines.loc[mines["kind"] == "井工", "workers"] > 0).all()
+    fp = demo.flood_points
+    assert set(fp["kind"]) == set(FLOOD_POINT_KINDS)
+    town = demo.villages[demo.villages["code"].str[6:9] < "100"]
+    assert gpd.sjoin(fp, town, predicate="within").index.nunique() == len(fp)
+    main = demo.rivers[demo.rivers["grade"] == 1]
+    assert len(demo.detention_areas) == 1 and demo.detention_areas.intersects(main.union_all()).all()
+    assert demo.detention_areas["name"].str.endswith("蓄滞洪区").all()
+    assert (demo.shelters["capacity"] > 0).all()
+    joined = gpd.sjoin(demo.shelters, demo.villages[["township", "geometry"]], predicate="within")
+    assert set(joined["township"]) == set(demo.villages["township"])
+    assert set(demo.vulnerable_sites["kind"]) == {"学校", "医院", "养老院", "景区", "工地", "危房"}
+
+
+def test_contacts_roles_phones_and_links(demo: DemoRegion) -> None:
+    c = demo.contacts
+    assert 5000 <= len(c) <= 30000
+    assert set(c["role"]) == set(ROLES)
+    assert c["phone"].map(lambda p: bool(MOBILE.match(p))).all()
+    assert c["phone"].str.startswith(PHONE_PREFIX).all() and c["phone"].is_unique
+    codes = set(demo.villages["code"])
+    admin = c["admin_code"]
+    assert (admin[c["role"] == "county_duty"] == COUNTY_CODE).all()
+    assert set(admin[c["role"] == "township_duty"]) == {code[:9] for code in codes}
+    for role in ("village_head", "grid_member"):
+        assert set(admin[c["role"] == role]) == codes, role
+    hh = c[c["role"] == "household"]
+    assert (
+        set(hh["admin_code"]) <= codes and hh["household_id"].is_unique and hh["household_id"].notna().all()
+    )
+    assert hh["lon"].notna().all() and hh["lat"].notna().all()
+    pts = gpd.GeoDataFrame(hh, geometry=gpd.points_from_xy(hh["lon"], hh["lat"]), crs=4490).to_crs(METRIC)
+    vil = demo.villages.set_index("code").to_crs(METRIC).geometry
+    assert (shapely.distance(pts.geometry.to_numpy(), vil.loc[hh["admin_code"]].to_numpy()) < 800.0).all()
+    keepers = c[c["role"] == "keeper"]
+    assert keepers["admin_code"].isna().all()
+    layers = demo.layers()
+    for layer, ids in keepers.groupby("feature_layer")["feature_id"]:
+        assert layer in FEATURE_LAYERS and set(ids) <= set(layers[layer]["id"]), layer
+    for layer in ("reservoirs", "hazard_sites", "mines", "flood_points", "detention_areas"):
+        assert set(layers[layer]["id"]) <= set(
+            keepers.loc[keepers["feature_layer"] == layer, "feature_id"]
+        ), layer
+    linked = c["admin_code"].notna() | (c["feature_layer"].notna() & c["feature_id"].notna())
+    assert linked.all()
+
+
+def test_critical_rainfall_table(demo: DemoRegion) -> None:
+    cr = demo.critical_rainfall
+    assert set(cr["village_code"]) <= set(demo.villages["code"])
+    assert set(cr["duration_h"]) == {1, 3, 6} and set(cr["soil"]) == set(SOIL_STATES)
+    assert (cr.groupby("village_code").size() == 9).all()
+    assert (cr["prepare_mm"] < cr["immediate_mm"]).all() and (cr["prepare_mm"] > 0).all()
+    for col in ("prepare_mm", "immediate_mm"):
+        wide = cr.pivot_table(index=["village_code", "duration_h"], columns="soil", values=col)
+        assert ((wide["wet"] < wide["normal"]) & (wide["normal"] < wide["dry"])).all(), col
+    one = cr[(cr["duration_h"] == 1) & (cr["soil"] == "normal")]["immediate_mm"]
+    assert 25.0 <= one.median() <= 50.0  # around 李青 (2017): 35 mm in 1 h on normal soil
+
+
+# --- the storm ---
+
+
+def test_storm_produces_all_four_levels(levels: np.ndarray) -> None:
+    share = np.bincount(levels, minlength=5) / levels.size
+    assert share[0] >= 0.5, share
+    assert 0.02 <= share[4] <= 0.08, share
+    assert (share[1:4] >= 0.02).all(), share
+
+
+def test_heavy_rain_reaches_every_hazard_type(demo: DemoRegion, levels: np.ndarray) -> None:
+    v = demo.villages
+
+    def hit(geoms: gpd.GeoSeries) -> np.ndarray:
+        idx = v.sindex.query(geoms.to_numpy(), predicate="intersects")[1]
+        return levels[np.unique(idx)]
+
+    assert (hit(v.geometry[v["code"].str[6:9] < "100"]) >= 3).mean() > 0.5  # the county town
+    assert hit(demo.mines.geometry[demo.mines["kind"] == "采煤沉陷区"]).max() >= 3
+    assert (hit(demo.hazard_sites.geometry) >= 3).sum() >= 5
+    unsafe = demo.reservoirs.loc[demo.reservoirs["status"] == "病险", "id"]
+    zones = demo.reservoir_zones[demo.reservoir_zones["reservoir_id"].isin(unsafe)]
+    assert hit(zones.geometry).max() == 4
+    assert hit(demo.detention_areas.geometry).max() >= 1
+
+
+def test_forecast_is_cf(demo: DemoRegion) -> None:
+    ds = demo.forecast
+    da = ds["precipitation_amount"]
+    assert ds.attrs["Conventions"] == "CF-1.8"
+    assert da.dims == ("time", "lat", "lon") and da.dtype == np.float32 and da.sizes["time"] == 72
+    assert da.attrs["units"] == "mm" and da.attrs["standard_name"] == "lwe_thickness_of_precipitation_amount"
+    assert da.encoding["grid_mapping"] == "crs" and CRS.from_wkt(ds["crs"].attrs["crs_wkt"]).to_epsg() == 4490
+    assert da.rio.crs.to_epsg() == 4490
+    ref = np.datetime64("2024-07-15T00:00:00", "ns")
+    assert (
+        ds["forecast_reference_time"].values == ref
+        and ds.attrs["reference_time"] == "2024-07-15T00:00:00+00:00"
+    )
+    hour = np.timedelta64(1, "h")
+    assert (ds["time"].values == ref + np.arange(1, 73) * hour).all()
+    assert ds["time"].attrs["bounds"] == "time_bnds"
+    bnds = ds["time_bnds"].values
+    assert (bnds[:, 1] == ds["time"].values).all() and (bnds[:, 1] - bnds[:, 0] == hour).all()
+    assert float(da.min()) >= 0.0 and 40.0 <= float(da.max()) <= 120.0
+    lon0, lat0, lon1, lat1 = demo.villages.total_bounds
+    assert (
+        da["lon"].min() < lon0
+        and da["lon"].max() > lon1
+        and da["lat"].min() < lat0
+        and da["lat"].max() > lat1
+    )
+
+
+# --- writing ---
+
+
+def test_write_then_reuse(demo: DemoRegion, tmp_path: Path) -> None:
+    first = write_demo(tmp_path / "d", demo=demo)
+    assert (
+        not first.reused and first.region.is_file() and first.forecast.is_file() and first.manifest.is_file()
+    )
+    assert sorted(p.name for p in first.directory.iterdir()) == ["demo.json", "forecast.nc", "region.gpkg"]
+    stamp = first.region.stat().st_mtime_ns, first.forecast.stat().st_mtime_ns
+    t0 = time.perf_counter()
+    second = write_demo(tmp_path / "d", demo=demo)
+    assert second.reused and time.perf_counter() - t0 < 5.0
+    assert (second.region.stat().st_mtime_ns, second.forecast.stat().st_mtime_ns) == stamp
+    listed = dict(pyogrio.list_layers(first.region).tolist())
+    assert set(listed) == set(LAYERS) and listed["contacts"] is None and listed["critical_rainfall"] is None
+    for name in LAYERS:
+        assert frame_hash(pyogrio.read_dataframe(first.region, layer=name)) == EXPECTED_HASHES[name], name
+    with xr.open_dataset(first.forecast, decode_coords="all") as ds:
+        assert ds["precipitation_amount"].rio.crs.to_epsg() == 4490
+        assert ds["time_bnds"].values[0, 0] == np.datetime64("2024-07-15T00:00:00", "ns")
+        assert np.array_equal(ds["precipitation_amount"].values, demo.forecast["precipitation_amount"].values)
+
+
+def test_write_replaces_changed_files(demo: DemoRegion, tmp_path: Path) -> None:
+    paths = write_demo(tmp_path, demo=demo)
+    with paths.region.open("ab") as f:
+        f.write(b"tampered")
+    again = write_demo(tmp_path, demo=demo)
+    assert not again.reused
+    assert write_demo(tmp_path, demo=demo).reused
+    paths.manifest.write_text("{not json", encoding="utf-8")
+    assert not write_demo(tmp_path, demo=demo).reused
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_write_into_a_file_fails_clearly(demo: DemoRegion, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(RiskmapIOError, match="file"):
+        write_demo(blocker, demo=demo)
