@@ -194,6 +194,7 @@ def _evaluate_rule(rule: HazardRule, f: Features, done: dict[str, _Result]) -> _
     lead = (r.end - f.now.tz_convert("UTC").tz_localize(None).to_datetime64()) / np.timedelta64(1, "h")
     lead = np.where(np.isnat(r.end), np.nan, lead.astype(float))
     r.level = np.maximum(r.base, np.minimum(r.level, cap_levels(lead, rule))).astype(np.int8)
+    r.escalated[r.level == r.base] = ""
     return r
 
 
@@ -281,22 +282,30 @@ def evaluate(
     )
 
 
+def _join_by_village(pos: np.ndarray, texts: np.ndarray, n: int, sep: str) -> np.ndarray:
+    """Join ``texts`` of rows (sorted by village position) per village, vectorised over villages."""
+    out = np.full(n, "", dtype=object)
+    if not len(pos):
+        return out
+    rank = pd.Series(pos).groupby(pos).cumcount().to_numpy()
+    for k in range(int(rank.max()) + 1):
+        sel = rank == k
+        p = pos[sel]
+        out[p] = texts[sel] if k == 0 else out[p] + sep + texts[sel]
+    return out
+
+
 def _villages(rows: pd.DataFrame, codes: np.ndarray, context: pd.DataFrame, language: str) -> pd.DataFrame:
     level = np.zeros(len(codes), dtype=int)
-    hazards = np.full(len(codes), "", dtype=object)
-    text = np.full(len(codes), "", dtype=object)
+    pos = rows["_order"].to_numpy(dtype=int) if len(rows) else np.zeros(0, dtype=int)
     if len(rows):
-        pos = rows["_order"].to_numpy()
         np.maximum.at(level, pos, rows["level"].to_numpy(dtype=int))
-        tag = rows["hazard"].astype(str) + ":" + rows["level"].astype(str)
-        sep = "；" if language.startswith("zh") else "; "
-        g = pd.DataFrame({"pos": pos, "tag": tag.to_numpy(), "reason": rows["reason"].to_numpy()}).groupby(
-            "pos", sort=False
-        )
-        joined_tags = g["tag"].agg(";".join)
-        joined_text = g["reason"].agg(sep.join)
-        hazards[joined_tags.index.to_numpy()] = joined_tags.to_numpy()
-        text[joined_text.index.to_numpy()] = joined_text.to_numpy()
+    tags = (rows["hazard"].astype(str) + ":" + rows["level"].astype(str)).to_numpy(dtype=object)
+    sep = "；" if language.startswith("zh") else "; "
+    hazards = _join_by_village(pos, tags, len(codes), ";")
+    text = _join_by_village(
+        pos, rows["reason"].to_numpy(dtype=object) if len(rows) else tags, len(codes), sep
+    )
     lv = [Level(i) for i in range(5)]
     names = (
         context["village_name"].astype(str).to_numpy()

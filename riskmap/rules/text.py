@@ -91,13 +91,19 @@ def reasons(
     via_text = np.full(len(hit), "", dtype=object)
     if (via != "").any():
         vl = res.via_level[hit].astype(int)
-        names = pd.Series(via).map(lambda h: HAZARDS[h][0 if zh else 1] if h else "").to_numpy(dtype=object)
+        names = (
+            pd.Series(via)
+            .map({h: HAZARDS[h][0 if zh else 1] for h in HAZARDS})
+            .fillna("")
+            .to_numpy(dtype=object)
+        )
         via_text = np.where(
             via != "", names + (np.where(zh, "已达", " is ")) + color[vl] + ("，" if zh else "; "), ""
         )
     src = pd.Series(res.src[hit])
-    src_what = src.map(lambda i: what(conds[i], language) if i in conds else "").to_numpy(dtype=object)
-    src_note = src.map(lambda i: note(conds[i], language) if i in conds else "").to_numpy(dtype=object)
+    used = {i: conds[i] for i in src.unique() if i in conds}
+    src_what = src.map({i: what(c, language) for i, c in used.items()}).fillna("").to_numpy(dtype=object)
+    src_note = src.map({i: note(c, language) for i, c in used.items()}).fillna("").to_numpy(dtype=object)
     value = np.char.mod("%.1f", res.value[hit]).astype(object)
     thr = np.char.mod("%.1f", res.threshold[hit]).astype(object)
     unit = "毫米" if zh else " mm"
@@ -107,11 +113,10 @@ def reasons(
         ends != "", ("(时段止于" if zh else ", window ending ") + ends + (")" if zh else ""), ""
     )
     esc_map = {e.id: (e.reason_zh if zh else e.reason_en) or e.id for e in rule.escalations}
-    esc = (
-        pd.Series(res.escalated[hit])
-        .map(lambda s: "".join(("；" if zh else "; ") + esc_map.get(i, i) for i in s.split(";") if i))
-        .to_numpy(dtype=object)
-    )
+    esc_s = pd.Series(res.escalated[hit])
+    joiner = "；" if zh else "; "
+    esc_text = {v: "".join(joiner + esc_map.get(i, i) for i in v.split(";") if i) for v in esc_s.unique()}
+    esc = esc_s.map(esc_text).to_numpy(dtype=object)
     action = rule.action_zh if zh else rule.action_en
     act = ("；措施：" + action if zh else "; action: " + action) if action else ""
     return (head + via_text + src_what + comp + end_text + esc + act).astype(object)
