@@ -77,7 +77,7 @@ class RawField:
     notes: list[str] = field(default_factory=list)
 
 
-def _intervals(raw: RawField, opts: ForecastOptions, ref: np.datetime64 | None) -> np.ndarray:
+def _intervals(raw: RawField, opts: ForecastOptions, ref: np.datetime64 | None, kind: str) -> np.ndarray:
     t = raw.times
     if raw.starts is not None:
         iv = t - raw.starts
@@ -93,10 +93,10 @@ def _intervals(raw: RawField, opts: ForecastOptions, ref: np.datetime64 | None) 
         return np.concatenate([[first], np.diff(t)]).astype("timedelta64[ns]")
     if ref is not None and t[0] > ref:
         return np.array([t[0] - ref], dtype="timedelta64[ns]")
-    raise ForecastError(
-        f"{raw.where}: one time step and no time bounds or reference time before it, so the length of "
-        "its interval is unknown: pass interval= (e.g. interval='1h')"
-    )
+    what = (f"is a rate ({raw.units!r}) at a single time, so turning it into mm needs a duration"
+            if kind == "rate" else "has one time step and no time bounds or reference time before it, so the "
+            "length of its interval is unknown")
+    raise ForecastError(f"{raw.where}: {what}: pass interval= (e.g. interval='1h')")
 
 
 def _deaccumulate(raw: RawField, mm: np.ndarray, start: np.datetime64,
@@ -179,7 +179,7 @@ def finish(raw: RawField, opts: ForecastOptions) -> xr.DataArray:
         if ref is None:
             ref = start
     else:
-        intervals = _intervals(raw, opts, ref)
+        intervals = _intervals(raw, opts, ref, kind)
         if kind == "rate":
             mm = values * factor * (intervals.astype("float64") / 1e9)[:, None, None]
         else:
