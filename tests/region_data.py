@@ -7,6 +7,7 @@ Ids have leading zeros on purpose.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import geopandas as gpd
@@ -81,8 +82,10 @@ def valid_layers() -> dict[str, pd.DataFrame]:
 
 def write_gpkg(layers: dict[str, pd.DataFrame], path: Path) -> Path:
     """One GeoPackage with every layer by name (tables as attribute-only layers)."""
-    for name, frame in layers.items():
-        pyogrio.write_dataframe(frame, path, layer=name)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "'crs' was not provided", UserWarning)
+        for name, frame in layers.items():
+            pyogrio.write_dataframe(frame, path, layer=name)
     return path
 
 
@@ -94,19 +97,21 @@ def write_dir(layers: dict[str, pd.DataFrame], folder: Path, *, vector: str = ".
     encoding and their ``.cpg`` is removed (as offices' old shapefiles come).
     """
     folder.mkdir(parents=True, exist_ok=True)
-    for name, frame in layers.items():
-        if LAYERS[name].kind == "vector":
-            path = folder / f"{name}{vector}"
-            if vector == ".shp":
-                short = {"reservoir_id": "res_id", "threatened_people": "threat_ppl",
-                         "threatened_households": "threat_hh"}
-                pyogrio.write_dataframe(frame.rename(columns=short), path, encoding=encoding)
-                if encoding.lower() != "utf-8":
-                    path.with_suffix(".cpg").unlink(missing_ok=True)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "'crs' was not provided", UserWarning)
+        for name, frame in layers.items():
+            if LAYERS[name].kind == "vector":
+                path = folder / f"{name}{vector}"
+                if vector == ".shp":
+                    short = {"reservoir_id": "res_id", "threatened_people": "threat_ppl",
+                             "threatened_households": "threat_hh"}
+                    pyogrio.write_dataframe(frame.rename(columns=short), path, encoding=encoding)
+                    if encoding.lower() != "utf-8":
+                        path.with_suffix(".cpg").unlink(missing_ok=True)
+                else:
+                    pyogrio.write_dataframe(frame, path)
+            elif table == ".csv":
+                (folder / f"{name}.csv").write_bytes(frame.to_csv(index=False).encode(encoding))
             else:
-                pyogrio.write_dataframe(frame, path)
-        elif table == ".csv":
-            (folder / f"{name}.csv").write_bytes(frame.to_csv(index=False).encode(encoding))
-        else:
-            frame.to_excel(folder / f"{name}.xlsx", index=False)
+                frame.to_excel(folder / f"{name}.xlsx", index=False)
     return folder
