@@ -187,3 +187,54 @@ def test_policy_from_settings_and_bad_input():
 def test_duplicate_rows_keep_the_highest_level():
     lv = pd.concat([levels((V1, 1), at=h(0)), levels((V1, 3), at=h(0))])
     assert kinds(run({}, lv, h(0))) == [("issue", V1, 0, 3)]
+
+
+def _region():
+    import geopandas as gpd
+    from shapely.geometry import Point, box
+
+    crs = "EPSG:32649"
+    villages = gpd.GeoDataFrame(
+        {"code": [V1, V2, "469900101203", "469900101204"]},
+        geometry=[box(0, 0, 1000, 1000), box(1000, 0, 2000, 1000), box(2000, 0, 3000, 1000),
+                  Point(5000, 500)],
+        crs=crs)
+    layers = {
+        "detention_areas": gpd.GeoDataFrame({"id": ["D1"], "name": ["东湖蓄滞洪区"]},
+                                            geometry=[box(500, 200, 2500, 800)], crs=crs),
+        "reservoir_zones": gpd.GeoDataFrame({"id": ["Z1"], "reservoir_id": ["R1"]},
+                                            geometry=[box(4500, 0, 5500, 1000)], crs=crs),
+        "hazard_sites": gpd.GeoDataFrame({"id": ["H1", "H2"]}, geometry=[Point(1500, 500), Point(9000, 9000)],
+                                         crs=crs),
+    }
+
+    class Region:
+        def __init__(self):
+            self.villages = villages
+
+        def layer(self, name):
+            return layers[name]
+
+    return Region()
+
+
+def test_resolve_targets_for_manual_acts():
+    from riskmap.targets import resolve_target
+
+    region = _region()
+    assert resolve_target(region, "detention_areas:D1") == (V1, V2, "469900101203")
+    assert resolve_target(region, "reservoirs:R1") == ("469900101204",)  # a point village in the zone
+    assert resolve_target(region, "hazard_sites:H1") == (V2,)
+    assert resolve_target(region, f"village:{V1}") == (V1,)
+    assert resolve_target(region, "469900100") == (V1, V2)
+    for bad, msg in [("hazard_sites:H2", "no village lies"), ("reservoirs:R9", "no downstream zone"),
+                     ("detention_areas:X", "no feature with id X"), ("469900999999", "no village with code"),
+                     ("12ab", "12-digit")]:
+        with pytest.raises(InputError, match=msg):
+            resolve_target(region, bad)
+    # a dam 险情: red for the downstream villages, logged with the operator
+    codes = resolve_target(region, "reservoirs:R1")
+    act = ManualIssue("reservoirs:R1", codes, "reservoir", 4, "大坝险情", "赵工")
+    d = decide({}, None, T0, POLICY, manual=[act])
+    assert [(c.village_code, c.hazard, c.new_level, c.rule) for c in d.changes] == [
+        ("469900101204", "reservoir", 4, "manual:reservoirs:R1")]

@@ -256,3 +256,31 @@ def test_unreachable_database_is_service_unavailable():
     with pytest.raises(ServiceUnavailable) as err:
         Store.open("postgresql+psycopg2://riskmap:secret@127.0.0.1:9/none")
     assert err.value.exit_code == 3 and "secret" not in str(err.value)
+
+
+def test_apply_run_is_idempotent_and_records_failures(store):
+    from riskmap.store.apply import apply_manual, apply_run
+
+    meta = RunMeta(now=h(0), source="fc.nc", forecast_hash="f", rules_hash="r")
+    lv = levels((V1, 2), at=h(0))
+    first = apply_run(store, meta, lv, POLICY)
+    assert [c.kind for c in first.decision.changes] == ["issue"] and first.counts["events"] == 1
+    assert apply_run(store, meta, lv, POLICY).decision is None  # `riskmap run` twice: no new events
+    assert count(store, t.events) == 1
+
+    def broken(run_id, decision, previous):
+        raise RuntimeError("template 'x' missing")
+
+    meta2 = RunMeta(now=h(1), source="fc.nc", forecast_hash="f2", rules_hash="r")
+    with pytest.raises(RuntimeError):
+        apply_run(store, meta2, levels((V1, 4), at=h(1)), POLICY, broken)
+    failed = store.run(run_key(meta2))
+    assert failed.status == "failed" and "template 'x' missing" in failed.failure_reason
+    assert store.current_warnings()[(V1, "rainstorm")].level == 2 and count(store, t.events) == 1
+    # silences stored in the store are applied by apply_run
+    store.add_silence(Silence(f"village:{V2}", (V2,), h(9), "已转移", "王工", h(0)))
+    done = apply_run(store, RunMeta(now=h(2), forecast_hash="f3"), levels((V1, 2), (V2, 3), at=h(2)), POLICY)
+    assert done.decision.changes == () and [c.village_code for c in done.decision.suppressed] == [V2]
+    lifted = apply_manual(store, [ManualLift(f"village:{V1}", (V1,), "险情排除", "王工")], h(3), POLICY)
+    assert [(c.kind, c.operator) for c in lifted.decision.changes] == [("lift", "王工")]
+    assert store.run(lifted.run_id).source == "manual"

@@ -3,6 +3,7 @@
 >>> from riskmap.store import Store, RunMeta, run_key
 """
 
+from riskmap.store.apply import Applied, apply_manual, apply_run
 from riskmap.store.migrations import CURRENT as SCHEMA_VERSION
 from riskmap.store.records import (
     CapRow,
@@ -16,5 +17,5 @@ from riskmap.store.records import (
 )
 from riskmap.store.store import Store
 
-__all__ = ["SCHEMA_VERSION", "CapRow", "EventRecord", "OutboxRecord", "OutboxRow", "RunMeta", "RunRecord",
-           "Store", "outbox_key", "run_key"]
+__all__ = ["SCHEMA_VERSION", "Applied", "CapRow", "EventRecord", "OutboxRecord", "OutboxRow", "RunMeta",
+           "RunRecord", "Store", "apply_manual", "apply_run", "outbox_key", "run_key"]

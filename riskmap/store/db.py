@@ -34,12 +34,16 @@ def guard(where: str) -> Iterator[None]:
 
 
 def insert_ignore(conn: Connection, table: Any, rows: list[dict[str, Any]], unique: str) -> int:
-    """Insert rows, skipping those whose ``unique`` column already exists; return how many were new."""
+    """Insert rows in batches, skipping those whose ``unique`` column exists; return how many were new."""
     if not rows:
         return 0
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     new = 0
-    for row in rows:
-        stmt = dialect.insert(table).values(**row).on_conflict_do_nothing(index_elements=[unique])
-        new += conn.execute(stmt).rowcount or 0
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:  # executemany needs the same keys in every row
+        groups.setdefault(tuple(sorted(row)), []).append(row)
+    for batch in groups.values():
+        stmt = (dialect.insert(table).on_conflict_do_nothing(index_elements=[unique])
+                .returning(table.c[unique]))
+        new += len(conn.execute(stmt, batch).all())
     return new

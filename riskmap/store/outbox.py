@@ -32,7 +32,11 @@ class OutboxMixin:
     """Outbox methods of :class:`~riskmap.store.Store`."""
 
     engine: Engine
-    url: str
+
+    @property
+    def url(self) -> str:
+        """The database URL with the password hidden."""
+        return self.engine.url.render_as_string(hide_password=True)
 
     def lease(self, now: datetime, limit: int = 100, lease_s: float = 60.0,
               max_attempts: int = 5) -> list[OutboxRecord]:

@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, make_url, select, update
+from sqlalchemy import Connection, Engine, bindparam, create_engine, event, make_url, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 
@@ -93,11 +93,6 @@ class Store(OutboxMixin):
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-
-    @property
-    def url(self) -> str:
-        """The URL with the password hidden."""
-        return self.engine.url.render_as_string(hide_password=True)
 
     @classmethod
     def open(cls, url: str | Path) -> Store:
@@ -219,11 +214,14 @@ class Store(OutboxMixin):
             ob = [{**r, "run_id": run_id, "created_at": at, "updated_at": at} for r in outbox]
             n_ob = insert_ignore(conn, t.outbox, ob, "idempotency_key")
             n_cap = insert_ignore(conn, t.cap_messages, [_cap_row(c, run_id, at) for c in caps], "identifier")
-            for c in caps:
-                for code in c.village_codes:
-                    conn.execute(update(t.warnings).where(t.warnings.c.village_code == code,
-                                                          t.warnings.c.hazard == c.hazard)
-                                 .values(cap_identifier=c.identifier, cap_sent=c.sent))
+            links = [{"k_code": code, "k_hazard": c.hazard, "cap_identifier": c.identifier,
+                      "cap_sent": c.sent} for c in caps for code in c.village_codes]
+            if links:
+                conn.execute(update(t.warnings).where(t.warnings.c.village_code == bindparam("k_code"),
+                                                      t.warnings.c.hazard == bindparam("k_hazard"))
+                             .values(cap_identifier=bindparam("cap_identifier"),
+                                     cap_sent=bindparam("cap_sent")),
+                             links)
             conn.execute(update(t.runs).where(t.runs.c.id == run_id).values(
                 status="done", finished_at=at, duration_s=(at - run.started_at).total_seconds()))
             return {"events": n_ev, "outbox": n_ob, "cap": n_cap}
@@ -231,17 +229,27 @@ class Store(OutboxMixin):
     @staticmethod
     def _write_states(conn: Connection, run_id: str, decision: Decision, at: datetime) -> None:
         old = {(r.village_code, r.hazard): _state(r) for r in conn.execute(select(t.warnings))}
+        fields = [k for k in _STATE_FIELDS if k not in ("cap_identifier", "cap_sent")]
+        updates: list[dict[str, Any]] = []
+        inserts: list[dict[str, Any]] = []
         for key, st in decision.new_states.items():
             if old.get(key) == st:
                 continue
-            values = {k: getattr(st, k) for k in _STATE_FIELDS if k not in ("cap_identifier", "cap_sent")}
+            values = {k: getattr(st, k) for k in fields}
             values.update(last_run=run_id, updated_at=at)
             if key in old:
-                conn.execute(update(t.warnings).where(t.warnings.c.village_code == key[0],
-                                                      t.warnings.c.hazard == key[1]).values(**values))
+                updates.append({**values, "k_code": key[0], "k_hazard": key[1]})
             else:
-                conn.execute(t.warnings.insert().values(**values, cap_identifier=st.cap_identifier,
-                                                        cap_sent=st.cap_sent))
+                inserts.append({**values, "cap_identifier": st.cap_identifier, "cap_sent": st.cap_sent})
+        if inserts:
+            conn.execute(t.warnings.insert(), inserts)
+        if updates:
+            stmt = (update(t.warnings)
+                    .where(t.warnings.c.village_code == bindparam("k_code"),
+                           t.warnings.c.hazard == bindparam("k_hazard"))
+                    .values({k: bindparam(k) for k in [*fields, "last_run", "updated_at"]
+                             if k not in ("village_code", "hazard")}))
+            conn.execute(stmt, updates)
 
     # -- audit ------------------------------------------------------------------------------------
     def history(self, village_code: str) -> list[EventRecord]:
