@@ -139,49 +139,55 @@ def _ids(layer: str, frame: pd.DataFrame, labels: Labels) -> list[Problem]:
     return out
 
 
+def _prefix_rule(frame: pd.DataFrame, labels: Labels, codes: pd.Series, col: str,
+                 width: int) -> list[Problem]:
+    names = frame[col] if col == "county" or "county" not in frame.columns else (
+        frame["county"].fillna("") + "/" + frame[col])
+    df = pd.DataFrame({"k": names, "p": codes.str[:width]}).dropna()
+    if df.empty:
+        return []
+    sizes = df.groupby(["k", "p"]).size().sort_values(ascending=False, kind="stable").reset_index()
+    major = sizes.drop_duplicates("k").set_index("k")["p"]
+    expected = df["k"].map(major).reindex(frame.index)
+    bad = (df["p"] != df["k"].map(major)).reindex(frame.index, fill_value=False)
+    return rows("villages", labels, bad, col, lambda i: (
+        f"{col} '{frame[col].iat[i]}' but code prefix {codes.iat[i][:width]}; "
+        f"most villages of '{frame[col].iat[i]}' have {expected.iat[i]}"), "warning")
+
+
 def _prefix_consistency(frame: pd.DataFrame, labels: Labels) -> list[Problem]:
     """Villages named in one township (county) should share its 9- (6-) digit code prefix."""
     out: list[Problem] = []
     codes = frame["code"].where(frame["code"].str.fullmatch(r"\d{12}").fillna(False).astype(bool))
-    for col, width, what in (("county", 6, "county"), ("township", 9, "township")):
-        if col not in frame.columns:
-            continue
-        names = frame[col] if col == "county" or "county" not in frame.columns else (
-            frame["county"].fillna("") + "/" + frame[col])
-        df = pd.DataFrame({"k": names, "p": codes.str[:width]}).dropna()
-        if df.empty:
-            continue
-        sizes = df.groupby(["k", "p"]).size().sort_values(ascending=False, kind="stable").reset_index()
-        major = sizes.drop_duplicates("k").set_index("k")["p"]
-        expected = df["k"].map(major)
-        bad = (df["p"] != expected).reindex(frame.index, fill_value=False)
-        out += rows("villages", labels, bad, col, lambda i, c=col, w=width, e=expected, t=what: (
-            f"{t} '{frame[c].iat[i]}' but code prefix {codes.iat[i][:w]}; "
-            f"most villages of '{frame[c].iat[i]}' have {e.loc[frame.index[i]]}"), "warning")
+    for col, width in (("county", 6), ("township", 9)):
+        if col in frame.columns:
+            out += _prefix_rule(frame, labels, codes, col, width)
+    return out
+
+
+def _count_column(layer: str, frame: pd.DataFrame, labels: Labels, col: str) -> list[Problem]:
+    raw = frame[col]
+    v, bad = numbers(raw)
+    out = rows(layer, labels, bad, col, lambda i: f"not a number: '{raw.iat[i]}'")
+    if col in LAYERS[layer].required:
+        out += rows(layer, labels, v.isna() & ~bad, col, "missing value")
+    out += rows(layer, labels, v < 0, col, lambda i: f"negative count: {_g(v.iat[i])}")
+    out += rows(layer, labels, (v >= 0) & (v % 1 != 0), col, lambda i: f"not a whole number: {_g(v.iat[i])}")
     return out
 
 
 def _counts(layer: str, frame: pd.DataFrame, labels: Labels) -> list[Problem]:
     out: list[Problem] = []
-    spec = LAYERS[layer]
     for col in COUNT_COLUMNS:
-        if col not in frame.columns:
-            continue
-        raw = frame[col]
-        v, bad = numbers(raw)
-        out += rows(layer, labels, bad, col, lambda i, r=raw: f"not a number: '{r.iat[i]}'")
-        if col in spec.required:
-            out += rows(layer, labels, v.isna() & ~bad, col, "missing value")
-        out += rows(layer, labels, v < 0, col, lambda i, v=v: f"negative count: {_g(v.iat[i])}")
-        out += rows(layer, labels, (v >= 0) & (v % 1 != 0), col,
-                    lambda i, v=v: f"not a whole number: {_g(v.iat[i])}")
+        if col in frame.columns:
+            out += _count_column(layer, frame, labels, col)
     return out
 
 
 def _number_column(layer: str, frame: pd.DataFrame, labels: Labels, col: str, *, required: bool,
-                   low: float, low_ok: bool = True,
+                   low: float, low_ok: bool = True, high: float = np.inf,
                    what: str = "must be ≥ 0") -> tuple[pd.Series, list[Problem]]:
-    """Parse a numeric column; report text, missing (if required) and values below *low*."""
+    """Parse a numeric column; report text, missing (if required) and values below *low* or above *high*."""
     if col not in frame.columns:
         return pd.Series(np.nan, index=frame.index), []
     raw = frame[col]
@@ -189,7 +195,7 @@ def _number_column(layer: str, frame: pd.DataFrame, labels: Labels, col: str, *,
     out = rows(layer, labels, bad, col, lambda i: f"not a number: '{raw.iat[i]}'")
     if required:
         out += rows(layer, labels, v.isna() & ~bad, col, "missing value")
-    below = (v < low) if low_ok else (v <= low)
+    below = ((v < low) if low_ok else (v <= low)) | (v > high)
     out += rows(layer, labels, below, col, lambda i: f"{_g(v.iat[i])}: {what}")
     return v, out
 
@@ -235,10 +241,9 @@ def _contacts(frame: pd.DataFrame, labels: Labels) -> list[Problem]:
         bad = normalize_phones(raw).isna()
         out += rows("contacts", labels, bad, "phone",
                     lambda i: phone_problem(raw.iat[i]) or "malformed phone")
-    for col, lim in (("lon", 180.0), ("lat", 90.0)):
-        v, found = _number_column("contacts", frame, labels, col, required=False, low=-lim)
-        out += found + rows("contacts", labels, v > lim, col,
-                            lambda i, v=v, c=col: f"{_g(v.iat[i])}: not a {c}")
+    for col, lim, word in (("lon", 180.0, "longitude"), ("lat", 90.0, "latitude")):
+        out += _number_column("contacts", frame, labels, col, required=False, low=-lim, high=lim,
+                              what=f"not a {word} in degrees (WGS 84 / CGCS2000)")[1]
     return out
 
 

@@ -80,7 +80,7 @@ class Region:
 
     def layer(self, name: str) -> pd.DataFrame:
         """Return a layer by its schema name."""
-        return getattr(self, name)  # type: ignore[no-any-return]
+        return getattr(self, name)
 
 
 def _east_north(base: CRS) -> CRS:
@@ -194,7 +194,7 @@ def region_from_raw(raw: RawRegion) -> Region:
             if not CRS.from_user_input(frame.crs).equals(crs):
                 frame = frame.to_crs(crs)
         out[name] = _typed(name, frame)
-    return Region(**out, crs=crs, source=raw.source)  # type: ignore[arg-type]
+    return Region(**out, crs=crs, source=raw.source)
 
 
 def load_region(path: str | Path, *, check: bool = True) -> Region:

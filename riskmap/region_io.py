@@ -144,7 +144,7 @@ def _tidy(frame: pd.DataFrame, layer: str) -> pd.DataFrame:
     """Normalise column names and text columns of a freshly read frame."""
     spec = LAYERS[layer]
     known = {c for c in (*spec.required, *spec.optional)}
-    rename = {}
+    rename: dict[str, str] = {}
     for col in frame.columns:
         if col == "geometry" or not isinstance(col, str):
             continue
@@ -209,7 +209,7 @@ def read_vector(path: Path, layer: str | None = None) -> pd.DataFrame:
             kwargs["encoding"] = enc
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        return pyogrio.read_dataframe(path, layer=layer, **kwargs)  # type: ignore[no-any-return]
+        return pyogrio.read_dataframe(path, layer=layer, **kwargs)
 
 
 def _gpkg_layer_names(path: Path) -> list[str]:

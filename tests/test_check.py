@@ -377,3 +377,12 @@ def test_problem_format_and_report_ok_with_warnings_only() -> None:
     assert report.format() == ["WARNING hazard_sites [H01] kind: unknown kind '火山'", "layers: "
                                                                                      "hazard_sites 1",
                                "0 errors, 1 warning: the region is usable"]
+
+
+def test_household_location_out_of_range(tmp_path: Path) -> None:
+    layers = valid_layers()
+    layers["contacts"].loc[4, ["lon", "lat"]] = [520123.0, -95.0]
+    assert lines(check(layers, tmp_path, ".csv")) == [
+        "ERROR contacts [#5 钱户] lon: 520123: not a longitude in degrees (WGS 84 / CGCS2000)",
+        "ERROR contacts [#5 钱户] lat: -95: not a latitude in degrees (WGS 84 / CGCS2000)",
+    ]
