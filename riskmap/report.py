@@ -9,7 +9,7 @@ needs a CJK font (Noto Sans CJK from Debian's ``fonts-noto-cjk``, or another lis
 Examples
 --------
 >>> import pandas as pd
->>> from riskmap.maps.warning_map import example_region
+>>> from riskmap.maps.example import example_region
 >>> region = example_region()
 >>> levels = pd.DataFrame({"village_code": region.villages["code"], "level": [3, 0]})
 >>> table = township_table(region, levels)

@@ -9,7 +9,7 @@ Examples
 --------
 >>> import geopandas as gpd, pandas as pd
 >>> from shapely.geometry import box
->>> from riskmap.maps.warning_map import example_region
+>>> from riskmap.maps.example import example_region
 >>> region = example_region()
 >>> levels = pd.DataFrame({"village_code": region.villages["code"], "level": [4, 0]})
 >>> m = warning_map(region, levels, title="演示 Demo", run_time=pd.Timestamp("2026-07-01T00:00Z"))
@@ -23,25 +23,21 @@ True
 from __future__ import annotations
 
 import html
-import os
 import re
-import tempfile
 import warnings
 from datetime import datetime
-from pathlib import Path
 
 import folium
 import geopandas as gpd
 import numpy as np
 import pandas as pd
 import xarray as xr
-from branca.element import Element, MacroElement
+from branca.element import MacroElement
 from folium.template import Template
-from pyproj import CRS
-from shapely.geometry import LineString, Point, box
 
-from riskmap.errors import DataWarning, InputError, RiskmapError, RiskmapIOError
+from riskmap.errors import DataWarning, InputError
 from riskmap.maps import assets
+from riskmap.maps.example import example_region  # noqa: F401  (re-exported for examples)
 from riskmap.maps.layers import (
     FEATURE_LAYER_STYLES,
     JsLayer,
@@ -58,31 +54,13 @@ from riskmap.maps.legend import (
     rain_legend_html,
     title_html,
 )
+from riskmap.maps.offline import OfflineMap, RawHtml, offline_violations, write_map  # noqa: F401
 from riskmap.maps.rain_overlay import colorize, max_accumulation, overlay_image, rain_classes
 from riskmap.region import Region
-from riskmap.schema import LAYERS
 
 VILLAGES_LAYER_NAME = "行政村预警 Village warnings"
 _RAIN_COL = re.compile(r"^rain_(\d+(?:\.\d+)?)h(?:_mm)?$")
 _ACK_COLS = ("ack", "acknowledged", "ack_status")
-
-
-class OfflineMap(folium.Map):
-    """A folium Map that links nothing: folium's CDN scripts and styles are replaced by inlined assets."""
-
-    default_js: list[tuple[str, str]] = []
-    default_css: list[tuple[str, str]] = []
-
-
-class RawHtml(Element):
-    """A header element rendered verbatim (no Jinja), for inlined scripts and styles."""
-
-    def __init__(self, html: str):
-        super().__init__()
-        self._html = html
-
-    def render(self, **kwargs: object) -> str:
-        return self._html
 
 
 class _MapChrome(MacroElement):
@@ -323,76 +301,3 @@ def warning_map(region: Region, levels: pd.DataFrame, *, rain: xr.DataArray | No
     folium.LayerControl(position="topright", collapsed=False).add_to(m)
     m.fit_bounds([[south, west], [north, east]])
     return m
-
-
-_EXTERNAL = (
-    re.compile(r"<script[^>]*\ssrc\s*=\s*[\"']?(?:https?:)?//", re.IGNORECASE),
-    re.compile(r"<link[^>]*\shref\s*=\s*[\"']?(?:https?:)?//", re.IGNORECASE),
-    re.compile(r"<(?:img|iframe|source|video|audio)[^>]*\ssrc\s*=\s*[\"']?(?:https?:)?//", re.IGNORECASE),
-    re.compile(r"url\(\s*[\"']?(?:https?:)?//", re.IGNORECASE),
-    re.compile(r"@import", re.IGNORECASE),
-    re.compile(r"https?://[^\s\"'<>)]*(?:cdn|unpkg|jsdelivr|cloudflare|bootstrapcdn|jquery\.com|googleapis)",
-               re.IGNORECASE),
-)
-
-
-def offline_violations(html: str, allowed: tuple[str, ...] = ()) -> list[str]:
-    """Every place where the page would load something from outside (CDN scripts, styles, images, fonts).
-
-    ``allowed`` lists URL prefixes the user chose (a configured tile server).
-    """
-    found = []
-    for pattern in _EXTERNAL:
-        for match in pattern.finditer(html):
-            snippet = html[match.start(): match.start() + 160]
-            if not any(a and a in snippet for a in allowed):
-                found.append(snippet)
-    return found
-
-
-def write_map(m: folium.Map, path: str | os.PathLike[str], *, allowed: tuple[str, ...] = ()) -> Path:
-    """Render the map and write it atomically as one self-contained UTF-8 HTML file.
-
-    Raises
-    ------
-    RiskmapError
-        When the page would load anything from the network (a bug: every asset must be inlined).
-    RiskmapIOError
-        When the file cannot be written.
-    """
-    page = m.get_root().render()
-    bad = offline_violations(page, allowed)
-    if bad:
-        raise RiskmapError(f"map {path}: the page would load from the network: {bad[0]!r}")
-    target = Path(path)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".map-", suffix=".html", dir=target.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(page)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except OSError as exc:
-        raise RiskmapIOError(f"map {target}: cannot write: {exc}") from exc
-    return target
-
-
-def example_region(crs: str = "EPSG:32649") -> Region:
-    """A two-village region (UTM zone 49N) with one river and one shelter, for examples."""
-    crs_obj = CRS.from_user_input(crs)
-    x0, y0 = 701_000.0, 3_332_000.0
-    villages = gpd.GeoDataFrame(
-        {"code": ["420100001001", "420100001002"], "name": ["东村", "西村"], "population": [1200, 800],
-         "households": [400, 260], "township": ["城关镇", "城关镇"]},
-        geometry=[box(x0, y0, x0 + 2000, y0 + 2000), box(x0 - 2000, y0, x0, y0 + 2000)], crs=crs_obj)
-    empty = {name: gpd.GeoDataFrame({c: [] for c in spec.required}, geometry=[], crs=crs_obj)
-             for name, spec in LAYERS.items() if spec.kind == "vector"}
-    empty["rivers"] = gpd.GeoDataFrame({"id": ["r1"], "name": ["清江"]},
-                                       geometry=[LineString([(x0 - 2000, y0 - 100), (x0 + 2000, y0 - 100)])],
-                                       crs=crs_obj)
-    empty["shelters"] = gpd.GeoDataFrame({"id": ["s1"], "name": ["小学"], "capacity": [300]},
-                                         geometry=[Point(x0 + 500, y0 + 500)], crs=crs_obj)
-    del empty["villages"]
-    tables = {name: pd.DataFrame({c: [] for c in spec.required})
-              for name, spec in LAYERS.items() if spec.kind == "table"}
-    return Region(villages=villages, crs=crs_obj, **empty, **tables)  # type: ignore[arg-type]
