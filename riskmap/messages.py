@@ -15,10 +15,15 @@ Examples
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
 from datetime import datetime
 
+from riskmap import sms
 from riskmap.levels import Level
 from riskmap.routing import Recipient
+from riskmap.routing_rules import Routing
+from riskmap.store.records import OutboxRow, outbox_key
 from riskmap.templates import Item, TemplateSet
 
 
@@ -32,3 +37,27 @@ def render(r: Recipient, ts: TemplateSet, *, signature: str, issuer: str, issued
     items = [Item(a.hazard, Level(a.level), a.window_start, a.window_end, a.rain_mm, a.action)
              for a in r.items()]
     return ts.render_warning(**common, place=r.place, items=items, shelter=r.shelter)
+
+
+def outbox_rows(recipients: Iterable[Recipient], ts: TemplateSet, routing: Routing, *, run_id: str,
+                signature: str, issuer: str, issued_at: datetime) -> list[OutboxRow]:
+    """Rendered outbox rows for a run, ready for :meth:`riskmap.store.Store.commit_decision`.
+
+    The idempotency key is (run, the changes the message covers, phone, ``sms``), so re-running
+    queues nothing twice.  A message whose level the routing file says to ``hold`` is queued
+    ``held`` (released by ``riskmap approve``).  Duty summaries are never held.
+    """
+    rows = []
+    for r in recipients:
+        text = render(r, ts, signature=signature, issuer=issuer, issued_at=issued_at)
+        keys = sorted(r.change_keys) or sorted(f"{a.village_code}/{a.hazard}/{a.kind}/{a.level}"
+                                               for a in r.alerts)
+        change = hashlib.sha256(("|".join([r.kind, *keys])).encode()).hexdigest()[:32]
+        top = r.items()[0] if r.alerts and r.kind != "summary" else None
+        held = r.kind == "warning" and routing.release_for(r.level) == "hold"
+        rows.append(OutboxRow(
+            idempotency_key=outbox_key(run_id, change, r.phone, "sms"), phone=r.phone, text=text,
+            contact_name=r.name, role=",".join(r.roles), village_code=top.village_code if top else "",
+            hazard=top.hazard if top else "", level=r.level, segments=sms.count_segments(text),
+            change_key=change, status="held" if held else "queued", drill=r.drill))
+    return rows

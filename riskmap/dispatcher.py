@@ -1,0 +1,241 @@
+"""The dispatcher: committed outbox rows → the SMS gateway, durably and at a bounded rate.
+
+Loop: lease due rows (:meth:`riskmap.store.Store.lease`, highest level first), send
+each through the :class:`~riskmap.gateways.base.Gateway`, record the answer at once
+(``sent`` with the gateway's id; transient failure → ``failed`` with
+``next_attempt_at`` = now + exponential backoff with jitter; permanent failure →
+``failed`` for good), and throttle to ``rate_per_s``.  :meth:`Dispatcher.wake` makes
+a waiting dispatcher start at once (call it after a commit adds messages); otherwise
+it sweeps every ``sweep_s`` seconds.
+
+**The duplicate window.**  No decision is ever queued twice (the outbox's
+idempotency key), and a row is marked ``sent`` in its own transaction right after
+the gateway accepts it.  If the process dies between the gateway's acceptance and
+that commit, the row's lease runs out (``lease_s``) and the next dispatcher sends
+it again: an SMS can be sent twice only in that window, once per lease.
+``tests/test_dispatcher.py`` shows it happening exactly once.
+
+A permanent failure is stored as ``failed`` with ``next_attempt_at`` far in the
+future (:data:`NEVER`), so it is never leased again (the store has no separate
+status for it yet).
+
+Examples
+--------
+>>> import random
+>>> p = DispatchPolicy(backoff_base_s=10, backoff_max_s=300, jitter=0.0)
+>>> [backoff(n, p, random.Random(1)).total_seconds() for n in (1, 2, 3, 10)]
+[10.0, 20.0, 40.0, 300.0]
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from riskmap.errors import RiskmapError
+from riskmap.gateways.base import Gateway, OutgoingSms, SendResult, mask
+
+log = logging.getLogger("riskmap.dispatcher")
+
+NEVER = datetime(9999, 1, 1, tzinfo=UTC)
+"""``next_attempt_at`` of a permanently failed message: never due again."""
+
+
+@dataclass(frozen=True)
+class DispatchPolicy:
+    """How fast, how often and how long to try."""
+
+    rate_per_s: float = 50.0
+    """Messages per second at most (0 = unthrottled)."""
+    concurrency: int = 4
+    """Parallel gateway requests."""
+    batch: int = 200
+    lease_s: float = 60.0
+    max_attempts: int = 5
+    backoff_base_s: float = 5.0
+    backoff_max_s: float = 600.0
+    jitter: float = 0.5
+    """Fraction of each backoff drawn at random (0 none, 1 "full jitter")."""
+    sweep_s: float = 5.0
+
+
+def backoff(attempt: int, policy: DispatchPolicy, rng: random.Random) -> timedelta:
+    """Delay before attempt ``attempt + 1``: base·2^(attempt-1), capped, less a random jitter share."""
+    raw = min(policy.backoff_max_s, policy.backoff_base_s * 2 ** max(0, attempt - 1))
+    return timedelta(seconds=raw * (1.0 - policy.jitter * rng.random()))
+
+
+class Throttle:
+    """A token bucket: at most ``rate`` acquisitions per second, bursts up to ``burst``.
+
+    >>> t = [0.0]
+    >>> th = Throttle(10, burst=1, clock=lambda: t[0], sleep=lambda s: t.__setitem__(0, t[0] + s))
+    >>> for _ in range(5):
+    ...     th.acquire()
+    >>> round(t[0], 3)
+    0.4
+    """
+
+    def __init__(self, rate: float, burst: float | None = None, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.rate = rate
+        self.burst = burst if burst is not None else max(1.0, rate / 10)
+        self._tokens = self.burst
+        self._clock, self._sleep = clock, sleep
+        self._last = clock()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        """Wait for one token."""
+        if self.rate <= 0:
+            return
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+            self._last = now
+            self._tokens -= 1.0
+            wait = -self._tokens / self.rate if self._tokens < 0 else 0.0
+        if wait > 0:
+            self._sleep(wait)
+
+
+@dataclass
+class DispatchStats:
+    """What one pass (or a whole run) did."""
+
+    leased: int = 0
+    sent: int = 0
+    retry: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, other: DispatchStats) -> None:
+        self.leased += other.leased
+        self.sent += other.sent
+        self.retry += other.retry
+        self.failed += other.failed
+        self.errors += other.errors
+
+
+def to_sms(rec: Any, sender: str = "") -> OutgoingSms:
+    """An :class:`OutgoingSms` from an outbox record (our id travels to the delivery report)."""
+    meta = {"run": str(rec.run_id), "village": str(rec.village_code), "hazard": str(rec.hazard),
+            "level": str(rec.level), "role": str(rec.role)}
+    if rec.drill:
+        meta["drill"] = "1"
+    return OutgoingSms(str(rec.id), str(rec.phone), str(rec.text), sender, meta)
+
+
+class Dispatcher:
+    """Moves leased outbox rows through a gateway; see the module docstring.
+
+    ``store`` needs ``lease(now, limit, lease_s, max_attempts)`` and
+    ``mark(id, status, at, gateway_id=, error=, next_attempt_at=)``.
+    """
+
+    def __init__(self, store: Any, gateway: Gateway, policy: DispatchPolicy | None = None, *,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 rng: random.Random | None = None, throttle: Throttle | None = None) -> None:
+        self.store, self.gateway = store, gateway
+        self.policy = policy or DispatchPolicy()
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.throttle = throttle or Throttle(self.policy.rate_per_s)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pool = ThreadPoolExecutor(max(1, self.policy.concurrency), thread_name_prefix="riskmap-sms")
+        self.totals = DispatchStats()
+
+    # -- one pass -------------------------------------------------------------------------------
+    def _send_one(self, rec: Any) -> tuple[Any, SendResult]:
+        self.throttle.acquire()
+        try:
+            return rec, self.gateway.send(to_sms(rec))
+        except RiskmapError as exc:
+            return rec, SendResult.retry(f"{type(exc).__name__}: {exc}")
+
+    def _record(self, rec: Any, res: SendResult, stats: DispatchStats) -> None:
+        now = self.clock()
+        who = mask(str(rec.phone))
+        if res.accepted:
+            self.store.mark(rec.id, "sent", now, gateway_id=res.gateway_id or "", error="")
+            stats.sent += 1
+            log.info("outbox %s → %s accepted (%s)", rec.id, who, res.detail)
+        elif res.transient and rec.attempts < self.policy.max_attempts:
+            nxt = now + backoff(rec.attempts, self.policy, self.rng)
+            self.store.mark(rec.id, "failed", now, error=res.detail, next_attempt_at=nxt)
+            stats.retry += 1
+            log.warning("outbox %s → %s: %s; retry at %s", rec.id, who, res.detail, nxt.isoformat())
+        else:
+            why = res.detail if not res.transient else f"gave up after {rec.attempts} attempts: {res.detail}"
+            self.store.mark(rec.id, "failed", now, error=why, next_attempt_at=NEVER)
+            stats.failed += 1
+            stats.errors.append(f"outbox {rec.id} ({who}): {why}")
+            log.error("outbox %s → %s failed: %s", rec.id, who, why)
+
+    def dispatch_once(self) -> DispatchStats:
+        """Lease one batch, send it, record every answer; returns what happened."""
+        stats = DispatchStats()
+        recs = self.store.lease(self.clock(), limit=self.policy.batch, lease_s=self.policy.lease_s,
+                                max_attempts=self.policy.max_attempts)
+        stats.leased = len(recs)
+        if not recs:
+            return stats
+        if self.policy.concurrency <= 1:
+            for rec in recs:
+                self._record(*self._send_one(rec), stats)
+        else:
+            for rec, res in self._pool.map(self._send_one, recs):
+                self._record(rec, res, stats)
+        self.totals.add(stats)
+        return stats
+
+    def drain(self, max_passes: int = 1000) -> DispatchStats:
+        """Dispatch until nothing is due (retries scheduled later are left for later)."""
+        total = DispatchStats()
+        for _ in range(max_passes):
+            s = self.dispatch_once()
+            total.add(s)
+            if s.leased == 0:
+                break
+        return total
+
+    # -- the service loop -------------------------------------------------------------------------
+    def wake(self) -> None:
+        """New messages were committed: start a pass now."""
+        self._wake.set()
+
+    def serve(self) -> None:
+        """Run until :meth:`stop`: pass after pass, waiting for :meth:`wake` or ``sweep_s`` when idle."""
+        while not self._stop.is_set():
+            try:
+                s = self.dispatch_once()
+            except RiskmapError as exc:  # store unavailable: keep the service alive, try again later
+                log.error("dispatcher: %s", exc)
+                s = DispatchStats()
+            if s.leased == 0:
+                self._wake.wait(self.policy.sweep_s)
+                self._wake.clear()
+
+    def start(self) -> None:
+        """Run :meth:`serve` in a background thread."""
+        self._stop.clear()
+        self._thread = threading.Thread(target=self.serve, name="riskmap-dispatcher", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the loop and the worker pool."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        self._pool.shutdown(wait=True)
