@@ -205,7 +205,10 @@ def check_coverage(da: Any, villages: Any, *, where: str | None = None, id_colum
     report = CoverageReport(tuple(outside), tuple(no_data), missing)
     problems = []
     n_all = f" of {len(ids)}" if ids else ""
-    if outside:
+    if outside == ["bounds"]:
+        problems.append(f"the region's bounds ({bx0:g}, {by0:g}, {bx1:g}, {by1:g}) are not covered by the "
+                        f"forecast grid ({x0:g}, {y0:g}, {x1:g}, {y1:g})")
+    elif outside:
         problems.append(f"{len(outside)}{n_all} villages are not (fully) covered by the forecast grid: "
                         f"{_codes(outside)}")
     if no_data:
