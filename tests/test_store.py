@@ -258,6 +258,12 @@ def test_unreachable_database_is_service_unavailable():
     assert err.value.exit_code == 3 and "secret" not in str(err.value)
 
 
+def test_sqlite_path_that_cannot_be_created_is_service_unavailable(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ServiceUnavailable, match="cannot create the database file"):
+        Store.open(tmp_path / "file" / "riskmap.sqlite")
+
+
 def test_apply_run_is_idempotent_and_records_failures(store):
     from riskmap.store.apply import apply_manual, apply_run
 
@@ -284,3 +290,32 @@ def test_apply_run_is_idempotent_and_records_failures(store):
     lifted = apply_manual(store, [ManualLift(f"village:{V1}", (V1,), "险情排除", "王工")], h(3), POLICY)
     assert [(c.kind, c.operator) for c in lifted.decision.changes] == [("lift", "王工")]
     assert store.run(lifted.run_id).source == "manual"
+
+
+def test_drill_run_writes_messages_but_never_changes_warnings(store):
+    cycle(store, levels((V1, 1), at=h(0)), h(0))
+    before = store.current_warnings()
+    meta = RunMeta(now=h(1), source="drill", forecast_hash="fc-1", drill=True)
+    rid = run_key(meta)
+    assert rid != run_key(replace_drill(meta))
+    store.begin_run(rid, meta)
+    d = decide(before, levels((V1, 4), at=h(1)), h(1), POLICY)
+    rows = [OutboxRow(outbox_key(rid, c.key, "13800000000", "sms"), "13800000000", "【演练】", drill=True)
+            for c in d.changes]
+    cap = CapRow("46990011000100_20260701090000_7", "Update", "Exercise", h(1), (V1,), "rainstorm",
+                 "<alert/>")
+    counts = store.commit_decision(rid, d, rows, [cap])
+    assert counts == {"events": 1, "outbox": 1, "cap": 1}
+    assert store.current_warnings() == before
+    assert [(e.kind, e.drill) for e in store.history(V1)] == [("issue", False), ("escalate", True)]
+    assert store.outbox(run_id=rid)[0].drill
+    assert store.last_run_at() == h(0)
+    # the real run at the same time still records its own escalation
+    d2, c2 = cycle(store, levels((V1, 4), at=h(1)), h(1))
+    assert [c.kind for c in d2.changes] == ["escalate"] and c2["events"] == 1
+
+
+def replace_drill(meta: RunMeta) -> RunMeta:
+    from dataclasses import replace
+
+    return replace(meta, drill=False)

@@ -127,6 +127,8 @@ class EventRecord:
     rules_hash: str = ""
     input_hashes: Mapping[str, str] = field(default_factory=dict)
     valid_until: datetime | None = None
+    drill: bool = False
+    """The event belongs to a drill run (it did not change the warning)."""
 
 
 @dataclass(frozen=True)

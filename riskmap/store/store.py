@@ -40,7 +40,7 @@ from sqlalchemy import Connection, Engine, bindparam, create_engine, event, make
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 
-from riskmap.errors import StoreError
+from riskmap.errors import ServiceUnavailable, StoreError
 from riskmap.lifecycle import Change, Decision, Key, Silence, WarningState
 from riskmap.store import tables as t
 from riskmap.store.db import guard, insert_ignore
@@ -100,7 +100,11 @@ class Store(OutboxMixin):
         u = _url(url)
         kwargs: dict[str, Any] = {"future": True}
         if u.get_backend_name() == "sqlite":
-            _prepare_sqlite_file(u)
+            try:
+                _prepare_sqlite_file(u)
+            except OSError as exc:
+                raise ServiceUnavailable(f"store {u.database}: cannot create the database file: "
+                                         f"{exc.strerror or exc}") from None
             kwargs["connect_args"] = {"timeout": 10}
         elif u.get_backend_name() == "postgresql":
             kwargs.update(pool_pre_ping=True, connect_args={"connect_timeout": 5})
@@ -157,11 +161,11 @@ class Store(OutboxMixin):
             return [_run(r) for r in rows]
 
     def last_run_at(self) -> datetime | None:
-        """``now`` of the newest finished automatic run (manual acts excluded)."""
+        """``now`` of the newest finished automatic run (manual acts and drills excluded)."""
         with guard(f"{self.url} last_run_at"), self.engine.connect() as conn:
-            return conn.execute(select(t.runs.c.now).where(t.runs.c.status == "done",
-                                                           t.runs.c.source != "manual")
-                                .order_by(t.runs.c.now.desc()).limit(1)).scalar()
+            q = select(t.runs.c.now).where(t.runs.c.status == "done", t.runs.c.drill.is_(False),
+                                           t.runs.c.source != "manual")
+            return conn.execute(q.order_by(t.runs.c.now.desc()).limit(1)).scalar()
 
     def fail_run(self, run_id: str, reason: str, at: datetime | None = None) -> None:
         """Mark a run failed with its reason; nothing else changes."""
@@ -196,6 +200,8 @@ class Store(OutboxMixin):
 
         One transaction: on any error nothing is written (the run stays ``started``; call
         :meth:`fail_run`).  A run already done writes nothing.  Returns counts of new rows.
+        A drill run (``RunMeta.drill``) writes its events (flagged), outbox and CAP rows but never
+        changes the stored warnings.
         """
         at = at or _clock()
         outbox = [r if isinstance(r, Mapping) else dataclasses.asdict(r) for r in outbox_rows]
@@ -206,17 +212,20 @@ class Store(OutboxMixin):
                 raise StoreError(f"store {self.url}: commit for unknown run {run_id!r}; call begin_run first")
             if run.status == "done":
                 return {"events": 0, "outbox": 0, "cap": 0}
-            self._write_states(conn, run_id, decision, at)
+            drill = bool(run.drill)
+            if not drill:  # a drill exercises messages; it never changes the office's warnings
+                self._write_states(conn, run_id, decision, at)
             hashes = json.dumps({k: run._mapping[f"{k}_hash"] for k in ("forecast", "observed", "region")})
-            ev = [_event_row(c, run_id, run.rules_hash, hashes, at, False) for c in decision.changes]
-            ev += [_event_row(c, run_id, run.rules_hash, hashes, at, True) for c in decision.suppressed]
+            pre = "d" if drill else ""
+            ev = [_event_row(c, run_id, run.rules_hash, hashes, at, False, pre) for c in decision.changes]
+            ev += [_event_row(c, run_id, run.rules_hash, hashes, at, True, pre) for c in decision.suppressed]
             n_ev = insert_ignore(conn, t.events, ev, "key")
             ob = [{**r, "run_id": run_id, "created_at": at, "updated_at": at} for r in outbox]
             n_ob = insert_ignore(conn, t.outbox, ob, "idempotency_key")
             n_cap = insert_ignore(conn, t.cap_messages, [_cap_row(c, run_id, at) for c in caps], "identifier")
             links = [{"k_code": code, "k_hazard": c.hazard, "cap_identifier": c.identifier,
                       "cap_sent": c.sent} for c in caps for code in c.village_codes]
-            if links:
+            if links and not drill:
                 conn.execute(update(t.warnings).where(t.warnings.c.village_code == bindparam("k_code"),
                                                       t.warnings.c.hazard == bindparam("k_hazard"))
                              .values(cap_identifier=bindparam("cap_identifier"),
@@ -255,11 +264,14 @@ class Store(OutboxMixin):
     def history(self, village_code: str) -> list[EventRecord]:
         """The full audit trail of one village: every event and every silence covering it, oldest first."""
         with guard(f"{self.url} history {village_code}"), self.engine.connect() as conn:
-            rows = conn.execute(select(t.events).where(t.events.c.village_code == village_code)
+            rows = conn.execute(select(t.events, t.runs.c.drill)
+                                .join(t.runs, t.runs.c.id == t.events.c.run_id)
+                                .where(t.events.c.village_code == village_code)
                                 .order_by(t.events.c.at, t.events.c.id)).all()
             out = [EventRecord(r.at, r.kind, r.village_code, r.hazard, r.old_level, r.new_level, r.reason,
                                r.rule, r.run_id, r.operator, r.manual, r.suppressed, r.rules_hash,
-                               json.loads(r.input_hashes or "{}"), r.valid_until) for r in rows]
+                               json.loads(r.input_hashes or "{}"), r.valid_until, bool(r.drill))
+                   for r in rows]
             silenced = [
                 EventRecord(s.created_at, "silence", village_code, ",".join(s.hazards), 0, 0,
                             f"{s.reason} (until {s.until.isoformat()}; {s.target})",
@@ -338,9 +350,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def _event_row(c: Change, run_id: str, rules_hash: str, hashes: str, at: datetime,
-               suppressed: bool) -> dict[str, Any]:
+               suppressed: bool, prefix: str = "") -> dict[str, Any]:
     nan = (lambda v: None if v != v else v)  # noqa: E731 - NaN -> NULL
-    return {"key": ("s" if suppressed else "") + c.key, "run_id": run_id, "kind": c.kind,
+    return {"key": prefix + ("s" if suppressed else "") + c.key, "run_id": run_id, "kind": c.kind,
             "suppressed": suppressed, "village_code": c.village_code, "hazard": c.hazard,
             "old_level": c.old_level, "new_level": c.new_level, "at": c.at, "valid_until": c.valid_until,
             "rule": c.rule, "reason": c.reason, "value_mm": nan(c.value_mm),
