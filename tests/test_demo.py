@@ -44,12 +44,14 @@ EXPECTED_HASHES = {
     "vulnerable_sites": "db11d5d97ce27a2c793ab49163b0839cbcaded1fcdd6e1d85f1197ed81135f17",
     "contacts": "e51d5f56c238f9948fc885498289eaac2c95427a7956bd70b5d9470f74829fe1",
     "critical_rainfall": "52436baf22e55f0b1b897b1c3958598577870131776eaae7cc7d5b9061b7b25a",
-    "forecast": "30322581afe10655a68ecf3e4c1ee029ca7807cbb98141a657cdc7b472a8b560",
+    "forecast": "a5cfd10054fe01e8c986cb652dcc7a5a7175bc4768db46b929eeda9f35902227",
 }
 """Content hashes of build_demo(20240715); change only with riskmap.demo.writer.GENERATOR_VERSION."""
 
 MOBILE = re.compile(r"^1[3-9]\d{9}$")
 METRIC = 32649  # UTM 49N, for distances in tests
+HORIZONS_H = {1: 72, 2: 48, 3: 24, 4: 12}
+"""Lead-time horizons of the shipped rainstorm rules (blue … red): each level is reached within them."""
 
 
 @pytest.fixture(scope="module")
@@ -93,14 +95,16 @@ def _village_levels(demo: DemoRegion) -> np.ndarray:
     mean = w @ da.to_numpy().reshape(da.shape[0], -1).T.astype(np.float64)
     cum = np.cumsum(np.pad(mean, ((0, 0), (1, 0))), axis=1)
 
-    def window(n: int) -> np.ndarray:
-        return np.asarray((cum[:, n:] - cum[:, :-n]).max(axis=1))
+    def window(n: int, horizon_h: int) -> np.ndarray:
+        # windows of n hours ending at most horizon_h after the reference time (= now in `riskmap demo`)
+        ends = np.arange(n, min(horizon_h, mean.shape[1]) + 1)
+        return np.asarray((cum[:, ends] - cum[:, ends - n]).max(axis=1))
 
     level = np.zeros(len(villages), dtype=int)
-    level[window(12) >= 50] = 1
-    level[window(6) >= 50] = 2
-    level[window(3) >= 50] = 3
-    level[window(3) >= 100] = 4
+    level[window(12, HORIZONS_H[1]) >= 50] = 1
+    level[window(6, HORIZONS_H[2]) >= 50] = 2
+    level[window(3, HORIZONS_H[3]) >= 50] = 3
+    level[window(3, HORIZONS_H[4]) >= 100] = 4
     return level
 
 
@@ -376,3 +380,22 @@ def test_write_into_a_file_fails_clearly(demo: DemoRegion, tmp_path: Path) -> No
     blocker.write_text("x")
     with pytest.raises(RiskmapIOError, match="file"):
         write_demo(blocker, demo=demo)
+
+
+def test_the_rainfall_engine_agrees_on_the_written_files(
+    demo: DemoRegion, levels: np.ndarray, tmp_path: Path
+) -> None:
+    from riskmap.forecast import open_forecast
+    from riskmap.rainfall import village_rainfall
+    from riskmap.region import load_region
+
+    paths = write_demo(tmp_path, demo=demo)
+    region = load_region(paths.region)
+    grid = open_forecast(paths.forecast)
+    assert grid.attrs["reference_time"] == "2024-07-15T00:00:00+00:00" and grid.rio.crs.to_epsg() == 4490
+    rain = village_rainfall(region.villages, grid)
+    assert list(rain["village"].values) == list(demo.villages["code"])
+    mean = rain["mean"].to_numpy().astype(np.float64)
+    cum = np.cumsum(np.pad(mean, ((0, 0), (1, 0))), axis=1)
+    three_h_by_noon = (cum[:, 3:13] - cum[:, :10]).max(axis=1)
+    assert np.array_equal(three_h_by_noon >= 100, levels == 4)

@@ -36,14 +36,20 @@ from riskmap.demo.contacts import (
     make_critical_rainfall,
     riverside_mask,
 )
-from riskmap.demo.features import make_features
-from riskmap.demo.hydro import make_hydro
-from riskmap.demo.storm import REFERENCE_TIME, forecast_dataset
+from riskmap.demo.features import Features, make_features
+from riskmap.demo.hydro import Hydro, make_hydro
+from riskmap.demo.storm import REFERENCE_TIME, Core, forecast_dataset
 from riskmap.demo.terrain import km_to_lonlat, make_terrain
-from riskmap.demo.villages import COUNTY_CODE, COUNTY_NAME, make_villages
+from riskmap.demo.villages import COUNTY_CODE, COUNTY_NAME, Villages, make_villages
 from riskmap.schema import LAYERS
 
 DEFAULT_SEED = 20240715
+CORE_A_MM_H, CORE_A_SIGMA_KM = 65.0, 2.3
+"""The convective core over the county town and the subsidence area."""
+CORE_B_MM_H, CORE_B_SIGMA_KM = 45.0, 2.6
+"""The convective core over the 病险 reservoir and the hazard-site cluster."""
+CORE_C_MM_H, CORE_C_SIGMA_KM = 16.0, 4.5
+"""A broad, slow rain cell crossing the south of the county later (hours 12-24)."""
 CRS_EPSG = 4490
 
 __all__ = [
@@ -110,6 +116,35 @@ def _hazard_centre(sites: gpd.GeoDataFrame) -> tuple[float, float]:
     return float(xy[i, 0]), float(xy[i, 1])
 
 
+def _storm_cores(villages: Villages, hydro: Hydro, feats: Features) -> tuple[Core, ...]:
+    """The storm's convective cores: two stalling over the hazards to exercise (within 12 h), one broad."""
+    tx, ty = villages.town_xy
+    sx, sy = feats.subsidence_xy
+    dam = hydro.reservoirs.geometry[(hydro.reservoirs["id"] == hydro.unsafe_target).to_numpy()].iloc[0]
+    zones = hydro.reservoir_zones
+    zone = zones.geometry[(zones["reservoir_id"] == hydro.unsafe_target).to_numpy()].iloc[0].centroid
+    rx, ry = (dam.x + zone.x) / 2, (dam.y + zone.y) / 2
+    hx, hy = _hazard_centre(feats.hazard_sites)
+    town_core = Core(
+        CORE_A_MM_H,
+        CORE_A_SIGMA_KM,
+        ((2.0, tx + 12.0, ty - 9.0), (4.0, tx, ty), (6.5, tx, ty), (7.5, sx, sy), (9.5, sx, sy)),
+    )
+    hill_core = Core(
+        CORE_B_MM_H,
+        CORE_B_SIGMA_KM,
+        ((2.5, rx + 8.0, ry - 6.0), (4.5, rx, ry), (7.0, rx, ry), (8.0, hx, hy), (10.0, hx, hy)),
+    )
+    minx, miny, maxx, maxy = villages.county.bounds
+    south = miny + 0.3 * (maxy - miny)
+    broad_core = Core(
+        CORE_C_MM_H,
+        CORE_C_SIGMA_KM,
+        ((13.0, minx + 6.0, south), (23.0, maxx - 10.0, south + 4.0)),
+    )
+    return town_core, hill_core, broad_core
+
+
 def build_demo(seed: int = DEFAULT_SEED) -> DemoRegion:
     """Generate the demo county and its forecast from ``seed`` (pure, deterministic, a few seconds).
 
@@ -143,26 +178,7 @@ def build_demo(seed: int = DEFAULT_SEED) -> DemoRegion:
     }
     contacts = make_contacts(rng, villages, hydro, km_layers, riverside, hazard)
     critical = make_critical_rainfall(rng, villages.frame["code"][riverside].tolist())
-    zones = hydro.reservoir_zones
-    target_zone = zones.geometry[(zones["reservoir_id"] == hydro.unsafe_target).to_numpy()].iloc[0]
-    zc = target_zone.centroid
-    tx, ty = villages.town_xy
-    sx, sy = feats.subsidence_xy
-    hx, hy = _hazard_centre(feats.hazard_sites)
-    # the core moves fast between targets and stalls over each: the county town, the subsidence area,
-    # the 病险 reservoir's zone and the densest cluster of hazard sites
-    waypoints = [
-        (23.0, tx + 14.0, ty - 10.0),
-        (26.0, tx, ty),
-        (29.0, tx, ty),
-        (30.5, sx, sy),
-        (33.0, sx, sy),
-        (34.5, zc.x, zc.y),
-        (37.0, zc.x, zc.y),
-        (38.5, hx, hy),
-        (41.0, hx, hy),
-    ]
-    forecast = forecast_dataset(rng, terrain, waypoints)
+    forecast = forecast_dataset(rng, terrain, _storm_cores(villages, hydro, feats))
     ll = {name: _lonlat(frame) for name, frame in km_layers.items()}
     return DemoRegion(
         villages=_lonlat(villages.frame),

@@ -2,12 +2,15 @@
 
 Two parts, both deterministic:
 
+- convective cores (:class:`Core`, flat-topped Gaussian cells) in the first
+  12 hours, each moving along waypoints and stalling over its targets (the demo
+  aims them at the county town, the coal-mining subsidence area, a 病险
+  reservoir and the densest cluster of hazard sites).  The heavy rain comes early
+  on purpose: rule files cap red at a 12 h lead and orange at 24 h, and the demo
+  runs with ``now`` = the reference time;
 - the typhoon's outer rain bands: stripes moving north-west across the county,
-  under an envelope rising to a peak on the second day and fading, enhanced over
-  high ground (orographic factor);
-- a convective core (a Gaussian cell) that crosses the county town, stalls there,
-  then passes over the coal-mining subsidence area, the downstream zone of a
-  病险 reservoir and the densest cluster of hazard sites in the mountains.
+  under an envelope peaking at hour :data:`BAND_ENVELOPE_PEAK_H`, enhanced over
+  high ground (orographic factor).
 
 The grid is regular 0.01° lon/lat in CGCS2000 (EPSG:4490), latitude descending
 (north-up); ``precipitation_amount`` is the amount (mm) in the hour ending at
@@ -18,6 +21,7 @@ is :data:`REFERENCE_TIME`, 2024-07-15T00:00:00Z.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
@@ -32,11 +36,11 @@ STEPS = 72
 RESOLUTION = 0.01
 LON_EDGES = (113.14, 113.85)
 LAT_EDGES = (25.22, 25.78)
-CORE_PEAK_MM_H = 46.0
-CORE_SIGMA_KM = 2.9
 CORE_SHAPE = 1.3
-"""Exponent of the core profile exp(-r²ᵏ/2σ²ᵏ): above 1 a flatter top and sharper edge."""
-BAND_PEAK_MM_H = 7.0
+"""Exponent of the core profile exp(-(r²/σ²)ᵏ/2): above 1 a flatter top and sharper edge."""
+BAND_ENVELOPE_PEAK_H = 20.0
+BAND_ENVELOPE_SIGMA_H = 9.0
+BAND_PEAK_MM_H = 6.5
 BAND_SPACING_KM = 28.0
 BAND_SPEED_KM_H = 16.0
 SUBSTEPS = 6
@@ -51,13 +55,26 @@ def grid() -> tuple[np.ndarray, np.ndarray]:
     return lon, lat
 
 
+@dataclass(frozen=True)
+class Core:
+    """A convective cell: peak rate (mm/h), radius σ (km) and its track of (hour, x km, y km) waypoints.
+
+    The cell grows over the 2 h before its first waypoint and decays over the 2 h after its last;
+    a repeated position is a stall.
+    """
+
+    peak_mm_h: float
+    sigma_km: float
+    waypoints: tuple[tuple[float, float, float], ...]
+
+
 def _envelope(t: np.ndarray) -> np.ndarray:
-    """Outer-band strength over time (hours since reference): rise, peak ~h30, fade."""
-    return np.asarray(np.exp(-0.5 * ((t - 30.0) / 11.0) ** 2))
+    """Outer-band strength over time (hours since reference): rise, peak, fade."""
+    return np.asarray(np.exp(-0.5 * ((t - BAND_ENVELOPE_PEAK_H) / BAND_ENVELOPE_SIGMA_H) ** 2))
 
 
 def _core_position(t: float, waypoints: Sequence[tuple[float, float, float]]) -> tuple[float, float, float]:
-    """(x, y, strength) of the convective core at hour ``t`` from (hour, x, y) waypoints."""
+    """(x, y, strength) of a convective core at hour ``t`` from (hour, x, y) waypoints."""
     hours = np.array([w[0] for w in waypoints])
     if t < hours[0] - 2.0 or t > hours[-1] + 2.0:
         return 0.0, 0.0, 0.0
@@ -72,7 +89,7 @@ def rain_rates(
     terrain: Terrain,
     x: np.ndarray,
     y: np.ndarray,
-    waypoints: Sequence[tuple[float, float, float]],
+    cores: Sequence[Core],
 ) -> np.ndarray:
     """Hourly amounts (mm), shape (STEPS, *x.shape), at km points ``x``/``y``."""
     heading = np.deg2rad(rng.uniform(125.0, 145.0))  # direction the bands move towards (NW)
@@ -91,22 +108,21 @@ def rain_rates(
             t = h + (s + 0.5) / SUBSTEPS
             wave = 0.5 + 0.5 * np.cos(2 * np.pi * (along - BAND_SPEED_KM_H * t - phase) / BAND_SPACING_KM)
             acc += BAND_PEAK_MM_H * _envelope(np.array(t)) * wave**4 * oro * texture
-            cx, cy, strength = _core_position(t, waypoints)
-            if strength > 0.0:
-                r2 = ((x - cx) ** 2 + (y - cy) ** 2) / CORE_SIGMA_KM**2
-                acc += CORE_PEAK_MM_H * strength * np.exp(-0.5 * r2**CORE_SHAPE)
+            for core in cores:
+                cx, cy, strength = _core_position(t, core.waypoints)
+                if strength > 0.0:
+                    r2 = ((x - cx) ** 2 + (y - cy) ** 2) / core.sigma_km**2
+                    acc += core.peak_mm_h * strength * np.exp(-0.5 * r2**CORE_SHAPE)
         out[h] = acc / SUBSTEPS + 0.05
     return out
 
 
-def forecast_dataset(
-    rng: np.random.Generator, terrain: Terrain, waypoints: Sequence[tuple[float, float, float]]
-) -> xr.Dataset:
+def forecast_dataset(rng: np.random.Generator, terrain: Terrain, cores: Sequence[Core]) -> xr.Dataset:
     """The CF-1.8 forecast dataset (see the module docstring)."""
     lon, lat = grid()
     glon, glat = np.meshgrid(lon, lat)
     x, y = lonlat_to_km(glon, glat)
-    amount = np.round(rain_rates(rng, terrain, x, y, waypoints), 2).astype(np.float32)
+    amount = np.round(rain_rates(rng, terrain, x, y, cores), 2).astype(np.float32)
     hour = np.timedelta64(1, "h").astype("timedelta64[ns]")
     end = REFERENCE_TIME + np.arange(1, STEPS + 1) * hour
     bounds = np.stack([end - hour, end], axis=1)
