@@ -42,6 +42,7 @@ CJK_FAMILIES = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "Sourc
 TABLE_COLUMNS = {"township": "乡镇\nTownship", "red": "红\nⅠ", "orange": "橙\nⅡ", "yellow": "黄\nⅢ",
                  "blue": "蓝\nⅣ", "people": "涉及人口\nPeople", "households": "户数\nHouseholds",
                  "sent": "已发\nSent", "delivered": "送达\nDelivered", "acknowledged": "确认\nAck."}
+_CJK_FILE_KEYS = ("notosanscjk", "notoserifcjk", "sourcehansans", "wqy", "msyh", "simhei", "notosanssc")
 SENT_STATUSES = ("sent", "delivered")
 """Outbox statuses that count as sent (handed to the gateway)."""
 
@@ -56,14 +57,24 @@ def find_cjk_font() -> str:
     """
     from matplotlib import font_manager
 
-    installed = {f.name for f in font_manager.fontManager.ttflist}
-    for family in CJK_FAMILIES:
-        if family in installed:
-            return family
+    def lookup() -> str | None:
+        installed = {f.name for f in font_manager.fontManager.ttflist}
+        return next((family for family in CJK_FAMILIES if family in installed), None)
+
+    family = lookup()
+    if family is None:  # matplotlib's font cache may predate the font's installation: scan the disk once
+        for path in font_manager.findSystemFonts():
+            if any(key in Path(path).name.lower() for key in _CJK_FILE_KEYS):
+                try:
+                    font_manager.fontManager.addfont(path)
+                except (OSError, RuntimeError, ValueError):
+                    continue
+        family = lookup()
+    if family is not None:
+        return family
     raise RiskmapIOError(
         "report: no font with Chinese glyphs found (looked for " + ", ".join(CJK_FAMILIES[:4]) + " …); "
-        "install one, e.g. `apt-get install fonts-noto-cjk`, then remove matplotlib's font cache "
-        "(~/.cache/matplotlib) so it is found"
+        "install one, e.g. `apt-get install fonts-noto-cjk`"
     )
 
 

@@ -283,3 +283,14 @@ def test_rain_layer_and_legend_in_page_and_crs_required() -> None:
     assert "rm-rain-legend" in html
     with pytest.raises(ForecastError, match="no CRS"):
         render(rain=make_rain().drop_vars("spatial_ref"))
+
+
+def test_point_villages_and_acknowledgement_status() -> None:
+    region = make_region()
+    points = region.villages.assign(geometry=region.villages.geometry.centroid)
+    region = type(region)(**{**region.__dict__, "villages": points})
+    levels = make_levels().assign(ack=["已确认 acknowledged", "", None, "未确认", ""])
+    feats = villages_json(render(region=region, levels=levels))["features"]
+    assert {f["geometry"]["type"] for f in feats} == {"Point"}
+    acks = {f["properties"]["c"]: f["properties"].get("a") for f in feats}
+    assert acks[CODES[0]] == "已确认 acknowledged" and acks[CODES[3]] == "未确认" and acks[CODES[1]] is None

@@ -85,8 +85,17 @@ def test_missing_cjk_font_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> N
     from matplotlib import font_manager
 
     monkeypatch.setattr(font_manager.fontManager, "ttflist", [])
+    monkeypatch.setattr(font_manager, "findSystemFonts", lambda *a, **k: [])
     with pytest.raises(RiskmapIOError, match="fonts-noto-cjk"):
         find_cjk_font()
+
+
+def test_cjk_font_found_on_disk_when_the_cache_is_stale(monkeypatch: pytest.MonkeyPatch, cjk: str) -> None:
+    from matplotlib import font_manager
+
+    kept = [f for f in font_manager.fontManager.ttflist if "CJK" not in f.name and "Han" not in f.name]
+    monkeypatch.setattr(font_manager.fontManager, "ttflist", kept)
+    assert find_cjk_font() == cjk
 
 
 def _report(tmp_path, **kwargs):
