@@ -242,6 +242,11 @@ def dataset_to_raw(ds: xr.Dataset, opts: ForecastOptions, name: str) -> RawField
     else:
         tc = [c for c in var.coords.values() if c.ndim == 0 and np.issubdtype(c.dtype, np.datetime64)
               and str(c.name) not in ("forecast_reference_time", "reference_time")]
+        if "valid_time" in var.coords and var.coords["valid_time"].ndim == 0:
+            # cfgrib: ``time`` is the reference time, ``valid_time`` the time of the values
+            if ref is None and "time" in var.coords and var.coords["time"].ndim == 0:
+                ref = np.datetime64(var.coords["time"].values, "ns")
+            tc = [var.coords["valid_time"]]
         if not tc:
             raise ForecastError(f"{where}: no time steps (no time dimension or time coordinate)")
         times = np.array([tc[0].values]).astype("datetime64[ns]")
