@@ -94,6 +94,8 @@ class WarningState:
     cap_identifier: str = ""
     """Identifier of the last CAP message about this warning (set by the store)."""
     cap_sent: datetime | None = None
+    internal: bool = False
+    """The current level is for internal use only (e.g. blue geohazard risk), not the public."""
 
     @property
     def active(self) -> bool:
@@ -120,6 +122,10 @@ class Change:
     window_end: datetime | None = None
     manual: bool = False
     operator: str = ""
+    internal: bool = False
+    """For internal use only (never to the public); from the rules' ``internal`` column."""
+    action: str = ""
+    """A required action from the rule (e.g. 停产撤人 for mines)."""
 
     @property
     def key(self) -> str:
@@ -142,7 +148,7 @@ class LifecyclePolicy:
     @classmethod
     def from_settings(cls, lifecycle: Any) -> LifecyclePolicy:
         """From ``Settings.lifecycle`` (optional keys ``hold_runs``, ``manual_validity_h``)."""
-        return cls(hold_h=tuple(lifecycle.hold_h),  # type: ignore[arg-type]
+        return cls(hold_h=tuple(lifecycle.hold_h),
                    validity_margin_h=float(lifecycle.validity_margin_h),
                    hold_runs=int(getattr(lifecycle, "hold_runs", 0)),
                    manual_validity_h=float(getattr(lifecycle, "manual_validity_h", 24.0)))
@@ -173,6 +179,8 @@ class _Row:
     threshold_mm: float
     window_h: float
     window_end: datetime | None
+    internal: bool = False
+    action: str = ""
 
 
 def _rows(levels: pd.DataFrame | None) -> dict[Key, _Row]:
@@ -182,6 +190,7 @@ def _rows(levels: pd.DataFrame | None) -> dict[Key, _Row]:
     if missing:
         raise InputError(f"lifecycle: levels frame lacks column(s) {', '.join(missing)}")
     out: dict[Key, _Row] = {}
+    has_internal, has_action = "internal" in levels.columns, "action" in levels.columns
     for i, r in enumerate(levels.itertuples(index=False)):
         code, hazard = str(r.village_code), str(r.hazard)
         if hazard not in HAZARDS:
@@ -191,8 +200,9 @@ def _rows(levels: pd.DataFrame | None) -> dict[Key, _Row]:
             raise InputError(f"lifecycle: levels row {i} village {code} {hazard}: level {lv} outside 0-4")
         we = r.window_end
         end = None if we is None or pd.isna(we) else _utc(pd.Timestamp(we).to_pydatetime(), "window_end")
+        action = str(r.action) if has_action and isinstance(r.action, str) else ""
         row = _Row(lv, str(r.rule), str(r.reason), float(r.value_mm), float(r.threshold_mm),
-                   float(r.window_h), end)
+                   float(r.window_h), end, bool(r.internal) if has_internal else False, action)
         old = out.get((code, hazard))
         if old is None or row.level > old.level:
             out[(code, hazard)] = row
@@ -203,9 +213,11 @@ _ZERO = _Row(0, "", "", math.nan, math.nan, math.nan, None)
 
 
 def _change(kind: str, key: Key, old: int, new: int, now: datetime, valid: datetime | None,
-            row: _Row, reason: str = "", manual: bool = False, operator: str = "") -> Change:
+            row: _Row, reason: str = "", manual: bool = False, operator: str = "",
+            internal: bool | None = None) -> Change:
     return Change(kind, key[0], key[1], old, new, now, valid, row.rule, reason or row.reason,
-                  row.value_mm, row.threshold_mm, row.window_h, row.window_end, manual, operator)
+                  row.value_mm, row.threshold_mm, row.window_h, row.window_end, manual, operator,
+                  row.internal if internal is None else internal, row.action)
 
 
 def _valid(row: _Row, now: datetime, policy: LifecyclePolicy) -> datetime:
@@ -225,7 +237,7 @@ def _step(key: Key, prev: WarningState | None, row: _Row, now: datetime, policy:
             return prev, None, ch
         st = WarningState(key[0], key[1], row.level, "active", now, valid, now, row.rule, row.reason,
                           cap_identifier=prev.cap_identifier if prev else "",
-                          cap_sent=prev.cap_sent if prev else None)
+                          cap_sent=prev.cap_sent if prev else None, internal=row.internal)
         return st, ch, None
     assert prev is not None
     cur = prev.level
@@ -236,7 +248,7 @@ def _step(key: Key, prev: WarningState | None, row: _Row, now: datetime, policy:
             return replace(prev, last_run_at=now), None, ch
         st = replace(prev, level=row.level, since=now, valid_until=valid, last_run_at=now, rule=row.rule,
                      reason=row.reason, pending_level=None, pending_since=None, pending_runs=0,
-                     manual=False, operator="")
+                     manual=False, operator="", internal=row.internal)
         return st, ch, None
     if row.level == cur:
         valid = max(prev.valid_until or now, _valid(row, now, policy))
@@ -262,17 +274,18 @@ def _step(key: Key, prev: WarningState | None, row: _Row, now: datetime, policy:
                        pending_runs=runs), None, None
     if target == 0:
         kind = "expire" if expired else "lift"
-        ch = _change(kind, key, cur, 0, now, None, row, reason=why)
+        ch = _change(kind, key, cur, 0, now, None, row, reason=why, internal=prev.internal)
         st = replace(prev, level=0, state="expired" if expired else "lifted", since=now, valid_until=None,
                      last_run_at=now, reason=why, pending_level=None, pending_since=None, pending_runs=0,
                      manual=False, operator="")
         return st, ch, None
     valid = _valid(row, now, policy)
     reason = f"{row.reason}; {why}" if row.reason else why
-    ch = _change("downgrade", key, cur, target, now, valid, row, reason=reason)
+    internal = row.internal if target == row.level else False
+    ch = _change("downgrade", key, cur, target, now, valid, row, reason=reason, internal=internal)
     st = replace(prev, level=target, since=now, valid_until=valid, last_run_at=now, rule=row.rule,
                  reason=reason, pending_level=None, pending_since=None, pending_runs=0, manual=False,
-                 operator="")
+                 operator="", internal=internal)
     return st, ch, None
 
 
@@ -362,12 +375,12 @@ def _manual(states: dict[Key, WarningState], act: ManualIssue | ManualLift, now:
             states[key] = replace(base, level=act.level, state="active", since=now, valid_until=valid,
                                   last_run_at=max(now, base.last_run_at), rule=row.rule, reason=act.reason,
                                   pending_level=None, pending_since=None, pending_runs=0, manual=True,
-                                  operator=act.operator)
+                                  operator=act.operator, internal=False)
         return out
     for key, prev in sorted(states.items()):
         if key[0] in act.village_codes and (not act.hazard or key[1] == act.hazard) and prev.active:
             out.append(_change("lift", key, prev.level, 0, now, None, row, manual=True,
-                               operator=act.operator))
+                               operator=act.operator, internal=prev.internal))
             states[key] = replace(prev, level=0, state="lifted", since=now, valid_until=None,
                                   last_run_at=max(now, prev.last_run_at), rule=row.rule, reason=act.reason,
                                   pending_level=None, pending_since=None, pending_runs=0, manual=True,

@@ -230,3 +230,17 @@ def test_atom_feed_of_current_alerts(areas):
     assert entries[0].find("a:link", atom).get("href") == f"cap/{current[0].identifier}.xml"
     assert "橙色预警" in entries[0].findtext("a:title", namespaces=atom)
     assert entries[0].findtext("a:updated", namespaces=atom) == "2026-07-01T08:00:00+08:00"
+
+
+def test_internal_levels_are_restricted_and_actions_lead_the_instruction(areas):
+    lv = levels((V1, 1), (V2, 3), at=h(0)).assign(internal=[True, False], action=["", "停产撤人"])
+    d = decide({}, lv, h(0), LifecyclePolicy())
+    internal, public = build_messages(d.changes, areas, CapOptions())
+    root = parse(internal.xml)
+    assert root.findtext("cap:scope", namespaces=NS) == "Restricted"
+    assert "内部" in root.findtext("cap:restriction", namespaces=NS)
+    assert parse(public.xml).findtext("cap:info/cap:instruction", namespaces=NS).startswith("停产撤人：")
+    for m in (internal, public):
+        validate(m.xml)
+    assert [r.identifier for r in current_alerts([internal.as_row(), public.as_row()])] == [public.identifier]
+    assert len(current_alerts([internal.as_row()], public_only=False)) == 1

@@ -238,3 +238,19 @@ def test_resolve_targets_for_manual_acts():
     d = decide({}, None, T0, POLICY, manual=[act])
     assert [(c.village_code, c.hazard, c.new_level, c.rule) for c in d.changes] == [
         ("469900101204", "reservoir", 4, "manual:reservoirs:R1")]
+
+
+def test_internal_and_action_columns_reach_the_changes():
+    lv = levels((V1, 1), (V2, 3), at=h(0), hazard="geohazard").assign(
+        internal=[True, False], action=["", "停产撤人"])
+    d = run({}, lv, h(0))
+    got = [(c.village_code, c.internal, c.action) for c in d.changes]
+    assert got == [(V1, True, ""), (V2, False, "停产撤人")]
+    assert d.new_states[(V1, "geohazard")].internal
+    # escalating to a public level clears the flag; lifting keeps the flag of what is lifted
+    d = run(d, levels((V1, 2), at=h(1), hazard="geohazard").assign(internal=False, action=""), h(1))
+    assert not d.changes[0].internal and not d.new_states[(V1, "geohazard")].internal
+    lv0 = levels((V1, 1), at=h(0), hazard="geohazard").assign(internal=True)
+    d = run(run({}, lv0, h(0)), levels(at=h(5), hazard="geohazard"), h(5))
+    d = run(d, levels(at=h(8), hazard="geohazard"), h(8))
+    assert [(c.kind, c.internal) for c in d.changes] == [("lift", True)]

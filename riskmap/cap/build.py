@@ -46,6 +46,8 @@ NS = "urn:oasis:names:tc:emergency:cap:1.2"
 E = ElementMaker(namespace=NS, nsmap={None: NS})
 GEOCODE_NAME = "统计用区划代码"
 """``valueName`` of the 12-digit village code in ``geocode``."""
+RESTRICTION = "内部预警，仅供防汛责任人，不向公众发布 (internal: flood-control staff only)"
+"""``restriction`` of messages about internal levels (scope Restricted)."""
 
 
 @dataclass(frozen=True)
@@ -185,7 +187,9 @@ def _info(lang: str, changes: Sequence[Change], areas: Sequence[CapArea], option
     el.extend([E.senderName(issuer), E.headline(head)])
     if desc:
         el.append(E.description(desc))
-    el.append(E.instruction(instruction(lang, shown, c.hazard)))
+    actions = " ".join(dict.fromkeys(x.action for x in changes if x.action and not ended))
+    guide = instruction(lang, shown, c.hazard)
+    el.append(E.instruction(f"{actions}{'：' if zh else ': '}{guide}" if actions else guide))
     lv = Level(shown)
     el.extend([_param("level", shown), _param("color", lv.color), _param("change", c.kind)])
     if lv.grade:
@@ -225,8 +229,11 @@ def build_message(changes: Sequence[Change], areas: Mapping[str, CapArea], optio
     if missing:
         raise InputError(f"CAP: no area for village(s) {', '.join(missing)}")
     cap_areas = [areas[x.village_code] for x in changes]
+    internal = any(x.internal for x in changes)
     root = E.alert(E.identifier(ident), E.sender(options.sender), E.sent(_time(sent, tz)), E.status(status),
-                   E.msgType(msg_type), E.source("riskmap"), E.scope("Public"))
+                   E.msgType(msg_type), E.source("riskmap"), E.scope("Restricted" if internal else "Public"))
+    if internal:
+        root.append(E.restriction(RESTRICTION))
     if drill:
         root.append(E.note("演练 drill: not a real warning"))
     if ref_text:
@@ -242,7 +249,7 @@ def _group_key(c: Change, areas: Mapping[str, CapArea], by_township: bool) -> tu
     town = areas[c.village_code].township if by_township and c.village_code in areas else None
     if not by_township or not town:
         return (c.village_code, c.hazard, c.kind)
-    return (town, c.hazard, c.kind, c.old_level, c.new_level)
+    return (town, c.hazard, c.kind, c.old_level, c.new_level, c.internal)
 
 
 def build_messages(changes: Sequence[Change], areas: Mapping[str, CapArea], options: CapOptions, *,

@@ -32,17 +32,22 @@ A = ElementMaker(namespace=ATOM, nsmap={None: ATOM})
 _CAP = {"cap": "urn:oasis:names:tc:emergency:cap:1.2"}
 
 
-def current_alerts(messages: Iterable[CapRow]) -> list[CapRow]:
-    """The newest message per (village, hazard), dropping those whose newest is a Cancel."""
+def current_alerts(messages: Iterable[CapRow], public_only: bool = True) -> list[CapRow]:
+    """The newest message per (village, hazard), without Cancels (nor Restricted ones if ``public_only``)."""
     latest: dict[tuple[str, str], CapRow] = {}
     for m in sorted(messages, key=lambda m: (m.sent, m.identifier)):
         for code in m.village_codes:
             latest[(code, m.hazard)] = m
     seen: dict[str, CapRow] = {}
     for m in latest.values():
-        if m.msg_type != "Cancel":
+        if m.msg_type != "Cancel" and not (public_only and _restricted(m)):
             seen[m.identifier] = m
     return sorted(seen.values(), key=lambda m: (m.sent, m.identifier), reverse=True)
+
+
+def _restricted(m: CapRow) -> bool:
+    scope = etree.fromstring(m.xml.encode("utf-8")).findtext("cap:scope", default="Public", namespaces=_CAP)
+    return scope != "Public"
 
 
 def _entry_id(m: CapRow) -> str:
@@ -71,4 +76,4 @@ def atom_feed(alerts: Sequence[CapRow], *, title: str, updated: datetime, author
         if summary:
             entry.append(A.summary(summary))
         feed.append(entry)
-    return etree.tostring(feed, xml_declaration=True, encoding="UTF-8", pretty_print=True)  # type: ignore[no-any-return]
+    return etree.tostring(feed, xml_declaration=True, encoding="UTF-8", pretty_print=True)

@@ -84,7 +84,7 @@ def problems(xml: bytes | str) -> list[str]:
     out: list[str] = []
     xsd = schema()
     if not xsd.validate(root):
-        out.extend(f"XSD line {e.line}: {e.message}" for e in xsd.error_log)  # type: ignore[attr-defined]
+        out.extend(f"XSD line {e.line}: {e.message}" for e in xsd.error_log)
     for tag in ("identifier", "sender"):
         value = root.findtext(f"cap:{tag}", default="", namespaces=_Q)
         if _BAD_CHARS.search(value):

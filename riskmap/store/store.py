@@ -358,6 +358,7 @@ def _event_row(c: Change, run_id: str, rules_hash: str, hashes: str, at: datetim
             "rule": c.rule, "reason": c.reason, "value_mm": nan(c.value_mm),
             "threshold_mm": nan(c.threshold_mm), "window_h": nan(c.window_h), "window_end": c.window_end,
             "rules_hash": rules_hash, "input_hashes": hashes, "manual": c.manual, "operator": c.operator,
+            "internal": c.internal, "action": c.action,
             "recorded_at": at}
 
 

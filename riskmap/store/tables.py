@@ -118,6 +118,7 @@ warnings = Table(
     Column("operator", String(100), nullable=False, default=""),
     Column("cap_identifier", String(200), nullable=False, default=""),
     Column("cap_sent", UTCDateTime),
+    Column("internal", Boolean, nullable=False, default=False),
     Column("updated_at", UTCDateTime, nullable=False),
 )
 
@@ -144,6 +145,8 @@ events = Table(
     Column("input_hashes", Text, nullable=False, default="{}"),
     Column("manual", Boolean, nullable=False, default=False),
     Column("operator", String(100), nullable=False, default=""),
+    Column("internal", Boolean, nullable=False, default=False),
+    Column("action", Text, nullable=False, default=""),
     Column("recorded_at", UTCDateTime, nullable=False),
 )
 
