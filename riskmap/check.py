@@ -97,6 +97,8 @@ def check_raw(raw: RawRegion) -> CheckReport:
         missing = [c for c in spec.required if c not in frame.columns]
         out += [Problem(name, "", c, f"missing required column (have: {', '.join(map(str, frame.columns))})")
                 for c in missing]
+        if spec.mandatory and frame.empty:
+            out.append(Problem(name, "", "", f"the {name} layer has no features"))
         labels = rules.Labels(name, frame)
         if spec.kind == "vector":
             out += rules.check_geometry(name, frame, labels)

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from riskmap.check_rules import Labels, rows
-from riskmap.region_io import Problem
+from riskmap.region_io import Problem, code_hint
 from riskmap.schema import FEATURE_LAYERS
 
 __all__ = ["check_links"]
@@ -47,7 +47,8 @@ def _admin_codes(frame: pd.DataFrame, codes: pd.Index, labels: Labels) -> list[P
     digits = admin.str.fullmatch(r"\d+").fillna(False).astype(bool)
     malformed = present & ~(digits & length.isin([6, 9, 12]))
     out = rows("contacts", labels, malformed, "admin_code", lambda i: (
-        f"malformed admin_code '{admin.iat[i]}': expected 6 (county), 9 (township) or 12 (village) digits"))
+        f"malformed admin_code '{admin.iat[i]}': expected 6 (county), 9 (township) or 12 (village) digits"
+        + code_hint(admin.iat[i])))
     ok = (
         ((length == 12) & admin.isin(codes))
         | ((length == 9) & admin.isin(codes.str[:9]))
@@ -108,7 +109,7 @@ def check_links(frames: Mapping[str, pd.DataFrame]) -> list[Problem]:
         labels = Labels("critical_rainfall", rain)
         out += rows("critical_rainfall", labels, vc.isna(), "village_code", "missing village_code")
         out += rows("critical_rainfall", labels, vc.notna() & ~vc.isin(codes), "village_code",
-                    lambda i: f"unknown village code '{vc.iat[i]}'")
+                    lambda i: f"unknown village code '{vc.iat[i]}'{code_hint(vc.iat[i])}")
     contacts = frames.get("contacts")
     if contacts is not None:
         labels = Labels("contacts", contacts)

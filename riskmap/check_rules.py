@@ -23,7 +23,7 @@ import shapely
 from shapely.validation import explain_validity
 
 from riskmap.phones import normalize_phones, phone_problem
-from riskmap.region_io import Problem, numbers, role_ids, scale_codes, soil_ids
+from riskmap.region_io import Problem, code_hint, numbers, role_ids, scale_codes, soil_ids
 from riskmap.schema import HAZARD_KINDS, LAYERS, MINE_KINDS, RESERVOIR_STATUS, ROLES, SOIL_STATES
 
 __all__ = ["Labels", "rows", "check_geometry", "check_values", "COUNT_COLUMNS"]
@@ -129,7 +129,7 @@ def _ids(layer: str, frame: pd.DataFrame, labels: Labels) -> list[Problem]:
         out += rows(layer, labels, missing, col, "missing village code")
         bad = ~missing & ~keys.str.fullmatch(r"\d{12}").fillna(False).astype(bool)
         out += rows(layer, labels, bad, col, lambda i: f"malformed village code '{keys.iat[i]}': "
-                    "expected 12 digits (统计用区划代码 PPCCDDTTTVVV)")
+                    f"expected 12 digits (统计用区划代码 PPCCDDTTTVVV){code_hint(keys.iat[i])}")
     else:
         out += rows(layer, labels, missing, col, f"missing {col}")
     counts = keys.map(keys.value_counts()).fillna(0).astype(int)
@@ -214,8 +214,28 @@ def _reservoirs(frame: pd.DataFrame, labels: Labels) -> list[Problem]:
         bad = st.notna() & ~st.str.normalize("NFKC").isin(RESERVOIR_STATUS)
         out += rows("reservoirs", labels, bad, "status",
                     lambda i: f"unknown status '{st.iat[i]}' (expected {' or '.join(RESERVOIR_STATUS)})")
-    out += _number_column("reservoirs", frame, labels, "storage_m3", required=False, low=0)[1]
+    storage, found = _number_column("reservoirs", frame, labels, "storage_m3", required=False, low=0)
+    out += found
+    if "scale" in frame.columns:
+        out += _scale_vs_storage(frame, labels, scale_codes(frame["scale"]), storage)
     return out
+
+
+_SCALE_NAMES = {1: "大(1)型", 2: "大(2)型", 3: "中型", 4: "小(1)型", 5: "小(2)型"}
+_STORAGE_EDGES = np.array([1e6, 1e7, 1e8, 1e9])
+"""Total storage (m³) separating the SL 252-2017 classes 5 | 4 | 3 | 2 | 1."""
+
+
+def _scale_vs_storage(frame: pd.DataFrame, labels: Labels, codes: pd.Series,
+                      storage: pd.Series) -> list[Problem]:
+    """Warn where the declared scale disagrees with the total storage (SL 252-2017)."""
+    known = codes.notna() & storage.notna() & (storage >= 0)
+    implied = pd.Series(5 - np.searchsorted(_STORAGE_EDGES, storage.fillna(0).to_numpy(), side="right"),
+                        index=frame.index)
+    bad = known & (implied != codes.fillna(0).astype(int))
+    return rows("reservoirs", labels, bad, "scale", lambda i: (
+        f"scale {_SCALE_NAMES[int(codes.iat[i])]} but storage_m3 {_g(storage.iat[i])} makes it "
+        f"{_SCALE_NAMES[int(implied.iat[i])]} (SL 252-2017)"), "warning")
 
 
 def _contacts(frame: pd.DataFrame, labels: Labels) -> list[Problem]:

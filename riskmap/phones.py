@@ -142,6 +142,9 @@ def phone_problem(raw: object) -> str | None:
     "malformed phone number '128*****000': mobile numbers begin with 13-19, not 12"
     >>> phone_problem("")
     'missing phone number'
+    >>> phone_problem("1.38E+10")
+    "malformed phone number '1.**E+*0': a number Excel shortened to scientific notation: format the column \
+as Text and type it again"
     """
     text = _clean(raw).lower()
     if not text:
@@ -151,7 +154,9 @@ def phone_problem(raw: object) -> str | None:
     masked = mask_phone(raw)
     digits = re.sub(r"\D", "", _SEPARATORS.sub("", text))
     national = re.sub(r"^(?:0086|86)", "", digits) if text.startswith(("+", "00")) else digits
-    if text.startswith("+") and not text.startswith("+86"):
+    if re.fullmatch(r"\d(?:\.\d+)?e\+?\d+", text):
+        why = "a number Excel shortened to scientific notation: format the column as Text and type it again"
+    elif text.startswith("+") and not text.startswith("+86"):
         why = "only mainland China numbers (+86) are accepted"
     elif re.search(r"[^\d\s.\-()+#xext转分机]", text):
         why = "contains characters other than digits, spaces, dashes, + and an extension"

@@ -33,6 +33,7 @@ Examples
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -47,7 +48,7 @@ from riskmap.errors import RegionError
 from riskmap.schema import LAYERS
 
 __all__ = ["Problem", "RawLayer", "RawRegion", "read_region_raw", "text_column", "TEXT_COLUMNS", "numbers",
-           "scale_codes", "role_ids", "soil_ids",
+           "scale_codes", "role_ids", "soil_ids", "code_hint",
            "VECTOR_SUFFIXES", "TABLE_SUFFIXES", "SHAPEFILE_ALIASES"]
 
 TEXT_COLUMNS = frozenset({
@@ -158,6 +159,25 @@ def _tidy(frame: pd.DataFrame, layer: str) -> pd.DataFrame:
         if col in TEXT_COLUMNS:
             frame[col] = text_column(frame[col])
     return frame.reset_index(drop=True)
+
+
+def code_hint(value: object) -> str:
+    """Advice for a code that a spreadsheet turned into a number (``3.3011E+11``, ``330110001001.0``).
+
+    Examples
+    --------
+    >>> code_hint("3.30110001E+11")
+    ': Excel shortened it to scientific notation; format the column as Text and type the codes again'
+    >>> code_hint("330110")
+    ''
+    """
+    text = str(value).strip().lower()
+    if re.fullmatch(r"\d(?:\.\d+)?e\+?\d+", text):
+        return (": Excel shortened it to scientific notation; "
+                "format the column as Text and type the codes again")
+    if re.fullmatch(r"\d+\.0+", text):
+        return ": stored as a decimal number; format the column as Text"
+    return ""
 
 
 def _decode(data: bytes) -> str:

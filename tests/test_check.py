@@ -386,3 +386,31 @@ def test_household_location_out_of_range(tmp_path: Path) -> None:
         "ERROR contacts [#5 钱户] lon: 520123: not a longitude in degrees (WGS 84 / CGCS2000)",
         "ERROR contacts [#5 钱户] lat: -95: not a latitude in degrees (WGS 84 / CGCS2000)",
     ]
+
+
+def test_scale_disagreeing_with_storage_is_a_warning(tmp_path: Path) -> None:
+    layers = valid_layers()
+    layers["reservoirs"]["storage_m3"] = [2.5e6, 3.0e5]
+    report = check(layers, tmp_path)
+    assert report.ok
+    assert lines(report) == [
+        "WARNING reservoirs [001] scale: scale 中型 but storage_m3 2.5e+06 makes it 小(1)型 (SL 252-2017)"]
+
+
+def test_codes_that_excel_turned_into_numbers_get_a_hint(tmp_path: Path) -> None:
+    layers = valid_layers()
+    layers["critical_rainfall"]["village_code"] = layers["critical_rainfall"]["village_code"].astype(object)
+    layers["critical_rainfall"].loc[0, "village_code"] = "3.30110001E+11"
+    layers["contacts"].loc[1, "admin_code"] = "3.30110001E+8"
+    assert lines(check(layers, tmp_path, ".csv")) == [
+        "ERROR critical_rainfall [#1 3.30110001E+11] village_code: unknown village code '3.30110001E+11': "
+        "Excel shortened it to scientific notation; format the column as Text and type the codes again",
+        "ERROR contacts [#2 李镇] admin_code: malformed admin_code '3.30110001E+8': expected 6 (county), "
+        "9 (township) or 12 (village) digits: Excel shortened it to scientific notation; "
+        "format the column as Text and type the codes again",
+    ]
+
+
+def test_a_villages_layer_without_features(tmp_path: Path) -> None:
+    layers = {"villages": valid_layers()["villages"].iloc[:0]}
+    assert lines(check(layers, tmp_path)) == ["ERROR villages: the villages layer has no features"]
