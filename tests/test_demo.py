@@ -399,3 +399,15 @@ def test_the_rainfall_engine_agrees_on_the_written_files(
     cum = np.cumsum(np.pad(mean, ((0, 0), (1, 0))), axis=1)
     three_h_by_noon = (cum[:, 3:13] - cum[:, :10]).max(axis=1)
     assert np.array_equal(three_h_by_noon >= 100, levels == 4)
+
+
+def test_to_region_passes_the_checker_in_memory(demo: DemoRegion) -> None:
+    from riskmap.check import check_raw
+    from riskmap.region_io import RawLayer, RawRegion
+
+    raw = RawRegion("demo", {n: RawLayer(n, f, "demo") for n, f in demo.layers().items()})
+    report = check_raw(raw)
+    assert report.ok and not report.warnings, [p.format() for p in report.problems[:5]]
+    region = demo.to_region()
+    assert region.crs.is_projected and list(region.villages["code"]) == list(demo.villages["code"])
+    assert len(region.contacts) == len(demo.contacts)

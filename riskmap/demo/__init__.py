@@ -16,12 +16,15 @@ Examples
 ['contacts', 'critical_rainfall', 'detention_areas']
 >>> str(demo.forecast["precipitation_amount"].attrs["units"])
 'mm'
+>>> region = demo.to_region()
+>>> region.crs.is_projected, len(region.villages) == len(demo.villages)
+(True, True)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
 import numpy as np
@@ -41,7 +44,11 @@ from riskmap.demo.hydro import Hydro, make_hydro
 from riskmap.demo.storm import REFERENCE_TIME, Core, forecast_dataset
 from riskmap.demo.terrain import km_to_lonlat, make_terrain
 from riskmap.demo.villages import COUNTY_CODE, COUNTY_NAME, Villages, make_villages
+from riskmap.errors import RegionError
 from riskmap.schema import LAYERS
+
+if TYPE_CHECKING:
+    from riskmap.region import Region
 
 DEFAULT_SEED = 20240715
 CORE_A_MM_H, CORE_A_SIGMA_KM = 65.0, 2.3
@@ -91,6 +98,28 @@ class DemoRegion:
     def layers(self) -> dict[str, pd.DataFrame]:
         """Every region layer by its schema name (in :data:`riskmap.schema.LAYERS` order)."""
         return {name: getattr(self, name) for name in LAYERS}
+
+    def to_region(self, *, check: bool = True) -> Region:
+        """The demo as a loaded :class:`~riskmap.region.Region` (metric CRS), without writing files.
+
+        With ``check`` every rule of :func:`riskmap.check.check_raw` runs first; a problem raises
+        :class:`~riskmap.errors.RegionError` (the demo has none).
+        """
+        from riskmap.region import region_from_raw
+        from riskmap.region_io import RawLayer, RawRegion
+
+        source = f"riskmap.demo(seed={self.seed})"
+        raw = RawRegion(
+            source, {name: RawLayer(name, frame, source) for name, frame in self.layers().items()}
+        )
+        if check:
+            from riskmap.check import check_raw
+
+            report = check_raw(raw)
+            if not report.ok:
+                lines = "\n".join(p.format() for p in report.errors[:20])
+                raise RegionError(f"{source}: {len(report.errors)} errors in the demo region:\n{lines}")
+        return region_from_raw(raw)
 
     @property
     def reference_time(self) -> pd.Timestamp:

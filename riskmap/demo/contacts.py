@@ -117,7 +117,7 @@ def make_contacts(
         add("village_head", code)
         for _ in range(int(n_grid[i])):
             add("grid_member", code)
-    for i in np.flatnonzero(riverside | hazard):
+    for i in np.flatnonzero(riverside | hazard).tolist():
         n = int(rng.integers(4, 9))
         xy = _points_in(rng, frame.geometry.iloc[i], villages.seats[i], n)
         lon, lat = km_to_lonlat(xy[:, 0], xy[:, 1])

@@ -4,6 +4,17 @@ All in the km frame.  Hazard sites sit on steep slopes (debris flows in gullies,
 rock falls on the steepest cells), mines around a coal-mining subsidence area
 (采煤沉陷区), flood points in the county town, shelters and vulnerable sites at
 village committee locations.
+
+Examples
+--------
+>>> import numpy as np
+>>> from riskmap.demo.terrain import make_terrain
+>>> from riskmap.demo.villages import make_villages
+>>> rng = np.random.default_rng(3)
+>>> terrain = make_terrain(rng)
+>>> feats = make_features(rng, terrain, make_villages(rng, terrain))
+>>> sorted(feats.mines["kind"].unique())
+['井工', '尾矿库', '采煤沉陷区', '露天']
 """
 
 from __future__ import annotations

@@ -4,6 +4,14 @@ Reservoirs of all five SL 252-2017 scales sit on river cells, the larger ones on
 larger rivers; each has a danger zone: a buffer along its flow path downstream,
 longer and wider for larger dams.  The detention area (蓄滞洪区) lies in the main
 river's floodplain downstream of the county town.
+
+Examples
+--------
+>>> from riskmap.schema import RESERVOIR_SCALES
+>>> all(RESERVOIR_SCALES[name] == code for code, name in SCALE_NAMES.items())
+True
+>>> all(10 ** (10 - c) <= lo < hi <= 10 ** (11 - c) for c, (lo, hi) in STORAGE_RANGE.items())
+True
 """
 
 from __future__ import annotations

@@ -6,6 +6,13 @@ cluster of residents' committees (社区居委会) split into two 街道; the re
 grouped into rural 镇 and (in the mountains) 乡 by balanced k-means.  Codes follow
 统计用区划代码: county (6) + township (3: 街道 001-099, 镇 100-199, 乡 200-399) +
 village (3: 居委会 001-199, 村委会 200-399).
+
+Examples
+--------
+>>> import numpy as np
+>>> county = county_boundary(np.random.default_rng(0))
+>>> county.is_valid, 1800 < county.area < 2600  # km²
+(True, True)
 """
 
 from __future__ import annotations
