@@ -294,3 +294,13 @@ def test_point_villages_and_acknowledgement_status() -> None:
     assert {f["geometry"]["type"] for f in feats} == {"Point"}
     acks = {f["properties"]["c"]: f["properties"].get("a") for f in feats}
     assert acks[CODES[0]] == "已确认 acknowledged" and acks[CODES[3]] == "未确认" and acks[CODES[1]] is None
+
+
+def test_same_map_writes_the_same_bytes(tmp_path) -> None:
+    paths = []
+    for name in ("a.html", "b.html"):
+        m = warning_map(make_region(), make_levels(), rain=make_rain(), title="t", run_time=RUN)
+        paths.append(write_map(m, tmp_path / name))
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    ids = re.findall(r"_([0-9a-f]{32})(?![0-9a-f])", paths[0].read_text(encoding="utf-8"))
+    assert ids and all(i.startswith("0" * 28) for i in ids)

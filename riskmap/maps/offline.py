@@ -67,8 +67,33 @@ def offline_violations(html: str, allowed: tuple[str, ...] = ()) -> list[str]:
     return found
 
 
+_ELEMENT_ID = re.compile(r"\b([a-z][a-z0-9_]*?_)([0-9a-f]{32})(?![0-9a-f])")
+
+
+def stable_ids(page: str) -> str:
+    """Replace folium's random element ids (uuid4 hex) by their order of first appearance.
+
+    The same map then renders to the same bytes, so outputs can be compared and hashed.
+
+    Examples
+    --------
+    >>> page = stable_ids("map_" + "ab" * 16 + " L.x(map_" + "ab" * 16 + ", pane_" + "cd" * 16 + ")")
+    >>> page.replace("0" * 31, "")
+    'map_1 L.x(map_1, pane_2)'
+    """
+    numbers: dict[str, str] = {}
+
+    def renumber(match: re.Match[str]) -> str:
+        key = match.group(2)
+        if key not in numbers:
+            numbers[key] = f"{len(numbers) + 1:032x}"
+        return match.group(1) + numbers[key]
+
+    return _ELEMENT_ID.sub(renumber, page)
+
+
 def write_map(m: folium.Map, path: str | os.PathLike[str], *, allowed: tuple[str, ...] = ()) -> Path:
-    """Render the map and write it atomically as one self-contained UTF-8 HTML file.
+    """Render the map and write it atomically as one self-contained UTF-8 HTML file (stable element ids).
 
     Raises
     ------
@@ -77,7 +102,7 @@ def write_map(m: folium.Map, path: str | os.PathLike[str], *, allowed: tuple[str
     RiskmapIOError
         When the file cannot be written.
     """
-    page = m.get_root().render()
+    page = stable_ids(m.get_root().render())
     bad = offline_violations(page, allowed)
     if bad:
         raise RiskmapError(f"map {path}: the page would load from the network: {bad[0]!r}")
