@@ -319,3 +319,27 @@ def replace_drill(meta: RunMeta) -> RunMeta:
     from dataclasses import replace
 
     return replace(meta, drill=False)
+
+
+def test_event_log_is_append_only(store):
+    from sqlalchemy import delete, update
+
+    cycle(store, levels((V1, 2), at=h(0)), h(0))
+    for stmt in (update(t.events).values(reason="rewritten"), delete(t.events)):
+        with pytest.raises(StoreError, match="append-only"):
+            with guard_store(store) as conn:
+                conn.execute(stmt)
+    assert count(store, t.events) == 1 and store.history(V1)[0].reason == "3 h 60 mm"
+
+
+def guard_store(store: Store):
+    import contextlib
+
+    from riskmap.store.db import guard
+
+    @contextlib.contextmanager
+    def ctx():
+        with guard("test"), store.engine.begin() as conn:
+            yield conn
+
+    return ctx()

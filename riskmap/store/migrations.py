@@ -24,16 +24,37 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, Engine, func, inspect, select
+from sqlalchemy import Connection, Engine, func, inspect, select, text
 
 from riskmap.errors import StoreError
 from riskmap.store import tables as t
+
+APPEND_ONLY = ("events", "receipts")
+"""Tables whose rows may never be updated or deleted (database triggers refuse it)."""
+
+
+def _append_only(conn: Connection, table: str) -> None:
+    msg = f"{table} is append-only"
+    if conn.dialect.name == "sqlite":
+        for op in ("UPDATE", "DELETE"):
+            conn.exec_driver_sql(
+                f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table} "
+                f"BEGIN SELECT RAISE(ABORT, '{msg}'); END")
+    elif conn.dialect.name == "postgresql":
+        conn.execute(text(
+            "CREATE OR REPLACE FUNCTION riskmap_append_only() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END $$"))
+        conn.execute(text(
+            f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
+            "FOR EACH ROW EXECUTE FUNCTION riskmap_append_only()"))
 
 
 def _v1(conn: Connection) -> None:
     """Schema v1: runs, warnings, events, silences, approvals, outbox, receipts, cap_messages."""
     names = [n for n in t.METADATA.tables if n != "schema_version"]
     t.METADATA.create_all(conn, tables=[t.METADATA.tables[n] for n in names])
+    for table in APPEND_ONLY:
+        _append_only(conn, table)
 
 
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1}
