@@ -10,8 +10,9 @@ import pytest
 import xarray as xr
 from rules_fixtures import NOW, codes, context_frame, flat_features, hourly_windows
 
+from riskmap.errors import DataWarning
 from riskmap.levels_csv import LEVELS_CSV_COLUMNS, read_levels_csv, to_levels_csv
-from riskmap.rules import evaluate, features_from_windows, load_rules, packaged_rules_dir
+from riskmap.rules import build_features, evaluate, features_from_windows, load_rules, packaged_rules_dir
 from riskmap.rules.engine import HAZARD_COLUMNS
 
 RULES = load_rules(packaged_rules_dir())
@@ -216,9 +217,31 @@ def test_evaluate_is_vectorised(n: int) -> None:
     ctx["reservoir_village"] = ctx.index[rng.integers(0, n, n)]
     rain = {(s, w): rng.gamma(2.0, 10.0 * w**0.5, n) for s in ("mean", "max") for w in (1, 3, 6, 12, 24)}
     f = flat_features(RULES, ctx, rain, effective={"mean": rng.gamma(2, 40, n)}, lead_h=5)
-    evaluate(RULES, f, ctx, now=NOW)
-    t0 = time.perf_counter()
-    a = evaluate(RULES, f, ctx, now=NOW)
-    elapsed = time.perf_counter() - t0
+    elapsed = np.inf
+    for _ in range(3):  # best of three: the machine is shared
+        t0 = time.perf_counter()
+        a = evaluate(RULES, f, ctx, now=NOW)
+        elapsed = min(elapsed, time.perf_counter() - t0)
     assert set(a.villages.level) == {0, 1, 2, 3, 4}
     assert elapsed < (0.25 if n == 2000 else 1.0), f"{n} villages took {elapsed:.3f} s"
+
+
+def test_build_features_from_village_rainfall() -> None:
+    # through riskmap.windows.window_maxima: hourly village rainfall, observed and forecast in one series
+    c = codes(2)
+    t = pd.date_range("2026-06-30T01:00", periods=96, freq="h")
+    mean = np.zeros((2, 96), dtype="float32")
+    mean[0, 30:33] = 40.0  # hours ending 07:00–09:00 UTC on 1 July: 120 mm in 3 h, 9 h after now
+    rain = xr.Dataset(
+        {"mean": (("village", "time"), mean), "max": (("village", "time"), mean * 1.25)},
+        coords={"village": c, "time": t.values},
+    )
+    ctx = context_frame(2)
+    eff = xr.Dataset({"mean": xr.DataArray([0.0, 0.0], coords={"village": c}, dims="village")})
+    with pytest.warns(DataWarning, match="upper bound"):
+        f = build_features(RULES, ctx, rain, now=NOW, effective=eff)
+    a = evaluate(RULES, f, ctx, now=NOW)
+    row = a.hazard_levels.iloc[0]
+    assert (row.village_code, row.hazard, row.level, row.window_h) == (c[0], "rainstorm", 4, 3)
+    assert row.value_mm == pytest.approx(150.0) and row.window_end == NOW + pd.Timedelta(hours=9)
+    assert a.villages.level.tolist() == [4, 0]

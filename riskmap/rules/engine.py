@@ -101,7 +101,7 @@ class _Result:
     escalated: np.ndarray  # ';'-joined escalation ids
 
 
-def test_mask(tests: tuple[ContextTest, ...], f: Features) -> np.ndarray:
+def context_mask(tests: tuple[ContextTest, ...], f: Features) -> np.ndarray:
     """Villages where every test holds."""
     mask = np.ones(f.n, dtype=bool)
     for t in tests:
@@ -141,7 +141,7 @@ def cap_levels(lead_h: np.ndarray, rule: HazardRule) -> np.ndarray:
 
 def _evaluate_rule(rule: HazardRule, f: Features, done: dict[str, _Result]) -> _Result:
     n = f.n
-    applies = test_mask(rule.applies_where, f)
+    applies = context_mask(rule.applies_where, f)
     r = _Result(
         level=np.zeros(n, np.int8),
         base=np.zeros(n, np.int8),
@@ -161,7 +161,7 @@ def _evaluate_rule(rule: HazardRule, f: Features, done: dict[str, _Result]) -> _
     for spec in rule.levels:
         for c in spec.conditions:
             value, thr, end = condition_arrays(c, spec.horizon_h, f, done)
-            ok = applies & test_mask(c.where, f) & np.isfinite(value) & np.isfinite(thr)
+            ok = applies & context_mask(c.where, f) & np.isfinite(value) & np.isfinite(thr)
             fired = ok & (value >= thr - (0 if c.feature == LEVEL_FEATURE else TOLERANCE_MM))
             with np.errstate(divide="ignore", invalid="ignore"):
                 ratio = np.where(thr > 0, value / thr, 1.0)
@@ -187,7 +187,7 @@ def _evaluate_rule(rule: HazardRule, f: Features, done: dict[str, _Result]) -> _
             idx += 1
     r.base = r.level.copy()
     for e in rule.escalations:
-        m = (r.level > 0) & test_mask(e.when, f)
+        m = (r.level > 0) & context_mask(e.when, f)
         if m.any():
             r.level[m] = np.minimum(4, r.level[m] + e.by)
             r.escalated[m] = np.where(r.escalated[m] == "", e.id, r.escalated[m] + ";" + e.id)

@@ -310,14 +310,36 @@ def build_features(
     effective: Any = None,
     antecedent: Any = None,
     critical_rainfall: pd.DataFrame | None = None,
+    grid: xr.DataArray | None = None,
+    weights: Any = None,
 ) -> Features:
-    """Build :class:`Features` from per-village rainfall (``village_rainfall``): windows per horizon."""
+    """Build :class:`Features` from per-village rainfall (``village_rainfall``): windows per horizon.
+
+    Pass the forecast ``grid`` and its coverage ``weights`` so that the ``max`` statistic is the largest
+    accumulation at any single cell of the village (:func:`riskmap.windows.window_maxima_grid`).  Without
+    them, ``max`` windows are summed from the per-step village maxima — an upper bound (maxima of
+    different cells may add up) — and a :class:`~riskmap.errors.DataWarning` says so.
+    """
     from riskmap.windows import window_maxima
 
     durations = sorted({w for _, w, _ in ruleset.rain_keys()})
     horizons = sorted({h for _, _, h in ruleset.rain_keys()})
+    needs_max = any(stat == "max" for stat, _, _ in ruleset.rain_keys())
     now_ts = _utc(now)
-    windows = {h: window_maxima(rain, durations, now=now_ts, horizon_h=h) for h in horizons}
+    windows = {}
+    for h in horizons:
+        ds = window_maxima(rain, durations, now=now_ts, horizon_h=h, grid=grid, weights=weights)
+        if needs_max and "max" not in ds and "max" in rain:
+            if h == horizons[0]:
+                warnings.warn(
+                    "features: no grid/weights given; 'max' windows summed from per-step village maxima "
+                    "(an upper bound)",
+                    DataWarning,
+                    stacklevel=2,
+                )
+            upper = window_maxima(rain[["max"]].rename({"max": "mean"}), durations, now=now_ts, horizon_h=h)
+            ds = ds.assign({"max": upper["mean"], "max_end": upper["mean_end"]})
+        windows[h] = ds
     return features_from_windows(
         ruleset,
         context,

@@ -104,14 +104,11 @@ def reasons(
     used = {i: conds[i] for i in src.unique() if i in conds}
     src_what = src.map({i: what(c, language) for i, c in used.items()}).fillna("").to_numpy(dtype=object)
     src_note = src.map({i: note(c, language) for i, c in used.items()}).fillna("").to_numpy(dtype=object)
-    value = np.char.mod("%.1f", res.value[hit]).astype(object)
-    thr = np.char.mod("%.1f", res.threshold[hit]).astype(object)
     unit = "毫米" if zh else " mm"
-    comp = ("" if zh else " ") + value + unit + ("≥" if zh else " >= ") + thr + unit + src_note
+    ge = "≥" if zh else " >= "
+    pre = "" if zh else " "
     ends = format_ends(res.end[hit], tz, language)
-    end_text = np.where(
-        ends != "", ("(时段止于" if zh else ", window ending ") + ends + (")" if zh else ""), ""
-    )
+    end_open, end_close = ("(时段止于", ")") if zh else (", window ending ", "")
     esc_map = {e.id: (e.reason_zh if zh else e.reason_en) or e.id for e in rule.escalations}
     esc_s = pd.Series(res.escalated[hit])
     joiner = "；" if zh else "; "
@@ -119,4 +116,14 @@ def reasons(
     esc = esc_s.map(esc_text).to_numpy(dtype=object)
     action = rule.action_zh if zh else rule.action_en
     act = ("；措施：" + action if zh else "; action: " + action) if action else ""
-    return (head + via_text + src_what + comp + end_text + esc + act).astype(object)
+    heads = head + via_text + src_what
+    # one f-string per fired row (string assembly only; the levels were decided column-wise)
+    return np.array(
+        [
+            f"{h}{pre}{v:.1f}{unit}{ge}{t:.1f}{unit}{n}{end_open + e + end_close if e else ''}{x}{act}"
+            for h, v, t, n, e, x in zip(
+                heads, res.value[hit].tolist(), res.threshold[hit].tolist(), src_note, ends, esc, strict=True
+            )
+        ],
+        dtype=object,
+    )
