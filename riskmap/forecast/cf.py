@@ -153,7 +153,7 @@ def _ref_time(ds: xr.Dataset, var: xr.DataArray, name: str) -> np.datetime64 | N
     for key in ("forecast_reference_time", "reference_time"):
         for holder in (var.coords, ds.variables):
             if key in holder and holder[key].ndim == 0 and np.issubdtype(holder[key].dtype, np.datetime64):
-                return np.datetime64(holder[key].values, "ns")
+                return np.datetime64(pd.Timestamp(holder[key].values).as_unit("ns").to_datetime64())
     for attrs in (var.attrs, ds.attrs):
         for key in ("reference_time", "forecast_reference_time"):
             if key in attrs:
@@ -177,6 +177,8 @@ def _bounds(ds: xr.Dataset, tcoord: xr.DataArray, where: str) -> np.ndarray | No
     if not np.issubdtype(vals.dtype, np.datetime64):
         units = b.attrs.get("units") or tcoord.encoding.get("units")
         cal = b.attrs.get("calendar") or tcoord.encoding.get("calendar", "standard")
+        if not units:
+            raise ForecastError(f"{where}: time bounds {key!r} have no units")
         try:
             vals = xr.coding.times.decode_cf_datetime(vals, units, cal)
         except Exception as exc:  # noqa: BLE001 - any decoding failure is a bad file
@@ -259,11 +261,10 @@ def dataset_to_raw(ds: xr.Dataset, opts: ForecastOptions, name: str) -> RawField
                                 f"({times.size} steps)") from None
         times = times[[opts.time_index]]
         starts = starts[[opts.time_index]] if starts is not None else None
-    x = var.coords[xd] if xd in var.coords else xr.DataArray(np.arange(var.sizes[xd]), dims=xd)
-    y = var.coords[yd] if yd in var.coords else xr.DataArray(np.arange(var.sizes[yd]), dims=yd)
     if xd not in var.coords or yd not in var.coords:
         missing = xd if xd not in var.coords else yd
         raise ForecastError(f"{where}: dimension {missing!r} has no coordinate values")
+    x, y = var.coords[xd], var.coords[yd]
     crs = _crs(ds, ds[vname], x, y, name)
     try:
         values = np.asarray(var.values, dtype="float64")
@@ -311,7 +312,7 @@ def concat_raws(raws: Sequence[RawField]) -> RawField:
     by_time = np.argsort(times, kind="stable")
     starts = None
     if all(r.starts is not None for r in rs):
-        starts = np.concatenate([r.starts for r in rs])[by_time]  # type: ignore[misc]
+        starts = np.concatenate([r.starts for r in rs if r.starts is not None])[by_time]
     summed = all("time: sum" in r.notes for r in rs)
     return RawField(
         values=np.concatenate([r.values for r in rs])[by_time], x=first.x, y=first.y,

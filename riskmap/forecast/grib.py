@@ -101,7 +101,7 @@ def _times(h: object, where: str) -> tuple[np.datetime64, np.datetime64 | None, 
         return ref, ref + np.timedelta64(int(start_step) * unit, "s"), end  # type: ignore[call-overload]
     validity = _get(h, "validityDate")
     if validity is not None:
-        end = _dt(validity, _get(h, "validityTime", 0))
+        return ref, None, _dt(validity, _get(h, "validityTime", 0))
     return ref, None, end
 
 
@@ -143,7 +143,7 @@ def _scan(path: Path, opts: ForecastOptions) -> tuple[list[_Msg], list[str]]:
                 units = _get(h, "units")
                 units = None if units in (None, "unknown", "~") else str(units)
                 if units is None and param in PRECIP_PARAMS:
-                    units = PRECIP_PARAMS[param]  # type: ignore[index]
+                    units = PRECIP_PARAMS[param]
                 ref, start, end = _times(h, f"{where}: message {i + 1} ({label})")
                 m = _Msg(i, short, param, units, str(_get(h, "gridType", "")),
                          (int(_get(h, "Nj", 0)), int(_get(h, "Ni", 0))), ref, start, end)  # type: ignore

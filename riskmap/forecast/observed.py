@@ -59,10 +59,10 @@ def open_observed(source: Source | pd.DataFrame, like: xr.DataArray | None = Non
         if like is None:
             name = Path(source).name if isinstance(source, str | os.PathLike) else "<gauge table>"
             raise ForecastError(f"{name}: a gauge table needs like= (the forecast whose grid it is put on)")
-        da = gauges_to_grid(source, like, power=power, tz=tz, max_distance=max_distance,  # type: ignore[arg-type]
+        da = gauges_to_grid(source, like, power=power, tz=tz, max_distance=max_distance,
                             **options)
     else:
-        da = open_forecast(source, **options)  # type: ignore[arg-type]
+        da = open_forecast(source, **options)
     da.attrs["kind"] = "observed"
     return da
 

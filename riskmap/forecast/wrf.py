@@ -49,7 +49,7 @@ def wrf_crs(attrs: dict, where: str) -> CRS:
     """The CRS of a WRF domain from its global attributes (see the module doc)."""
     try:
         proj = int(attrs["MAP_PROJ"])
-        lon0 = float(attrs.get("STAND_LON", attrs.get("CEN_LON")))
+        lon0 = float(attrs["STAND_LON"] if "STAND_LON" in attrs else attrs["CEN_LON"])
         lat1 = float(attrs.get("TRUELAT1", 0.0))
     except (KeyError, TypeError, ValueError):
         raise ForecastError(
