@@ -26,6 +26,7 @@ import os
 import warnings
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -196,8 +197,9 @@ def report_figure(region: Region, levels: pd.DataFrame, *, title: str, issuer: s
     lv = levels.assign(village_code=levels["village_code"].astype(str)).set_index("village_code")["level"]
     level = codes.map(lv).fillna(0).astype(int).to_numpy()
 
-    rc = {"font.family": [family], "axes.unicode_minus": False, "pdf.fonttype": 3, "text.parse_math": False}
-    with matplotlib.rc_context(rc):
+    rc: dict[str, Any] = {"font.family": [family], "axes.unicode_minus": False, "pdf.fonttype": 3,
+                          "text.parse_math": False}
+    with matplotlib.rc_context(rc):  # type: ignore[arg-type]
         fig = Figure(figsize=(11.69, 8.27))
         fig.text(0.02, 0.965, title, fontsize=17, weight="bold", va="top")
         fig.text(0.02, 0.925, f"发布单位 Issuer: {issuer}    运行时间 Run time: {stamp}", fontsize=10,

@@ -29,4 +29,4 @@ def example_region(crs: str = "EPSG:32649") -> Region:
     del empty["villages"]
     tables = {name: pd.DataFrame({c: [] for c in spec.required})
               for name, spec in LAYERS.items() if spec.kind == "table"}
-    return Region(villages=villages, crs=crs_obj, **empty, **tables)  # type: ignore[arg-type]
+    return Region(villages=villages, crs=crs_obj, **empty, **tables)

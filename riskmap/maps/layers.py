@@ -74,7 +74,7 @@ def clean(value: object) -> object:
         return bool(value)
     if isinstance(value, int | np.integer):
         return int(value)
-    if pd.isna(value):  # type: ignore[call-overload]
+    if pd.isna(value):
         return None
     return str(value)
 

@@ -32,7 +32,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import xarray as xr
-from branca.element import MacroElement
+from branca.element import Figure, MacroElement
 from folium.template import Template
 
 from riskmap.errors import DataWarning, InputError
@@ -246,6 +246,7 @@ def warning_map(region: Region, levels: pd.DataFrame, *, rain: xr.DataArray | No
     m = OfflineMap(location=[(south + north) / 2, (west + east) / 2], tiles=None, prefer_canvas=True,
                    control_scale=True, zoom_snap=0.25)
     fig = m.get_root()
+    assert isinstance(fig, Figure)
     fig.header.add_child(RawHtml(assets.inline_style(assets.leaflet_css())), name="leaflet_css")
     fig.header.add_child(RawHtml(assets.inline_style(assets.riskmap_css())), name="riskmap_css")
     fig.header.add_child(RawHtml(assets.inline_script(assets.leaflet_js())), name="leaflet_js")
