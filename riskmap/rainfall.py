@@ -59,66 +59,18 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from riskmap._kernels import aggregate_csr
 from riskmap.errors import ForecastError, InputError
 from riskmap.grid import GridDef
 from riskmap.weights import CoverageWeights, coverage_weights, village_frame
 
-__all__ = ["village_rainfall", "aggregate", "rainfall_table", "MAX_CHUNK_ELEMENTS"]
+__all__ = ["village_rainfall", "aggregate", "rainfall_table"]
 
 STATS = ("mean", "max")
-MAX_CHUNK_ELEMENTS = 1 << 24
-"""Largest gathered (time × touched cells) block held at once while computing ``max``."""
 
 
-def _as_cells_by_time(values: np.ndarray) -> np.ndarray:
-    """(time, cells) → (cells, time) C-contiguous float64, one pass."""
-    out = np.empty((values.shape[1], values.shape[0]), dtype=np.float64)
-    out[...] = values.T
-    return out
-
-
-def _mean(weights: CoverageWeights, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(mean (village, time), covered fraction (village))."""
-    m = weights.matrix
-    r = _as_cells_by_time(values)
-    num = m @ r
-    den = np.asarray(m.sum(axis=1)).ravel()
-    if np.isnan(num).any():
-        valid = ~np.isnan(r)
-        r[~valid] = 0.0
-        num = m @ r
-        den2 = m @ valid.astype(np.float64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.where(den2 > 0, num / den2, np.nan)
-        covered = den2.min(axis=1) if den2.shape[1] else den
-    else:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.where(den[:, None] > 0, num / den[:, None], np.nan)
-        covered = den
-    full = weights.full
-    with np.errstate(invalid="ignore", divide="ignore"):
-        frac = np.where(full > 0, covered / np.where(full > 0, full, 1.0), 0.0)
-    return mean, np.clip(frac, 0.0, 1.0)
-
-
-def _max(weights: CoverageWeights, values: np.ndarray) -> np.ndarray:
-    """Max over touched cells, (village, time); NaN cells left out; NaN where nothing is touched."""
-    nt = values.shape[0]
-    indptr, indices = weights.indptr, weights.indices
-    out = np.full((weights.n_villages, nt), np.nan, dtype=values.dtype)
-    nonempty = np.flatnonzero(np.diff(indptr) > 0)
-    if len(nonempty) == 0 or nt == 0:
-        return out
-    starts = indptr[nonempty]
-    step = max(1, MAX_CHUNK_ELEMENTS // max(1, len(indices)))
-    for t0 in range(0, nt, step):
-        block = values[t0:t0 + step][:, indices]             # (time chunk, nnz)
-        out[nonempty, t0:t0 + step] = np.fmax.reduceat(block, starts, axis=1).T
-    return out
-
-
-def aggregate(weights: CoverageWeights, values: np.ndarray,
-              stats: Sequence[str] = STATS) -> dict[str, np.ndarray]:
+def aggregate(weights: CoverageWeights, values: np.ndarray, stats: Sequence[str] = STATS,
+              engine: str = "auto") -> dict[str, np.ndarray]:
     """The pure array core: per-village stats of a ``(time, cells)`` array.
 
     Parameters
@@ -129,6 +81,8 @@ def aggregate(weights: CoverageWeights, values: np.ndarray,
         ``(time, ncells)`` rainfall, cells numbered as in :class:`~riskmap.grid.GridDef`.
     stats
         Any of ``"mean"``, ``"max"``.
+    engine
+        ``auto`` (numba when installed), ``numba`` or ``numpy`` (scipy.sparse product).
 
     Returns
     -------
@@ -150,12 +104,19 @@ def aggregate(weights: CoverageWeights, values: np.ndarray,
     if values.ndim != 2 or values.shape[1] != weights.grid.ncells:
         raise InputError(f"village_rainfall: values of shape {values.shape} do not match the grid's "
                          f"{weights.grid.ncells} cells")
-    mean, frac = _mean(weights, values)
-    out: dict[str, np.ndarray] = {"covered_fraction": frac}
+    if values.dtype not in (np.float32, np.float64):
+        values = values.astype(np.float64)
+    m = weights.matrix
+    mean, mx, den = aggregate_csr(m.indptr, m.indices, m.data, values, weights.order,
+                                  "mean" in stats, "max" in stats, engine=engine)
+    full = weights.full
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.where(full > 0, den / np.where(full > 0, full, 1.0), 0.0)
+    out: dict[str, np.ndarray] = {"covered_fraction": np.clip(frac, 0.0, 1.0)}
     if "mean" in stats:
-        out["mean"] = mean.astype(np.float32)
+        out["mean"] = mean
     if "max" in stats:
-        out["max"] = _max(weights, values).astype(np.float32, copy=False)
+        out["max"] = mx
     return out
 
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import geopandas as gpd
@@ -45,6 +46,7 @@ import pandas as pd
 import scipy.sparse as sp
 import shapely
 
+from riskmap._kernels import spatial_order
 from riskmap.errors import CoverageWarning, RegionError
 from riskmap.grid import GridDef
 
@@ -99,6 +101,11 @@ class CoverageWeights:
     def indices(self) -> np.ndarray:
         """CSR column indices: the touched cells, village after village."""
         return np.asarray(self.matrix.indices)
+
+    @cached_property
+    def order(self) -> np.ndarray:
+        """Rows in spatial order (sorted by first touched cell): the cache-friendly visiting order."""
+        return spatial_order(self.indptr, self.indices)
 
     @property
     def covered_fraction(self) -> np.ndarray:
