@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 
 from riskmap.check_rules import Labels, rows
-from riskmap.region_io import Problem, code_hint
+from riskmap.region_io import Problem
+from riskmap.region_values import code_hint
 from riskmap.schema import FEATURE_LAYERS
 
 __all__ = ["check_links"]

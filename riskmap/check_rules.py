@@ -23,7 +23,8 @@ import shapely
 from shapely.validation import explain_validity
 
 from riskmap.phones import normalize_phones, phone_problem
-from riskmap.region_io import Problem, code_hint, numbers, role_ids, scale_codes, soil_ids
+from riskmap.region_io import Problem
+from riskmap.region_values import code_hint, numbers, role_ids, scale_codes, soil_ids
 from riskmap.schema import HAZARD_KINDS, LAYERS, MINE_KINDS, RESERVOIR_STATUS, ROLES, SOIL_STATES
 
 __all__ = ["Labels", "rows", "check_geometry", "check_values", "COUNT_COLUMNS"]

@@ -34,15 +34,8 @@ from pyproj import CRS
 
 from riskmap.errors import DataWarning, RegionError
 from riskmap.phones import normalize_phones
-from riskmap.region_io import (
-    TEXT_COLUMNS,
-    RawRegion,
-    numbers,
-    read_region_raw,
-    role_ids,
-    scale_codes,
-    soil_ids,
-)
+from riskmap.region_io import TEXT_COLUMNS, RawRegion, read_region_raw
+from riskmap.region_values import numbers, role_ids, scale_codes, soil_ids
 from riskmap.schema import LAYERS
 
 __all__ = ["Region", "load_region", "region_from_raw", "working_crs"]
