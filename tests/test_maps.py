@@ -304,3 +304,10 @@ def test_same_map_writes_the_same_bytes(tmp_path) -> None:
     assert paths[0].read_bytes() == paths[1].read_bytes()
     ids = re.findall(r"_([0-9a-f]{32})(?![0-9a-f])", paths[0].read_text(encoding="utf-8"))
     assert ids and all(i.startswith("0" * 28) for i in ids)
+
+
+def test_townships_from_code_prefix_when_names_are_missing() -> None:
+    region = make_region()
+    region = type(region)(**{**region.__dict__, "villages": region.villages.drop(columns="township")})
+    html = render(region=region)
+    assert re.search(r'riskmap\.filterControl\(map, \w+, \["420100001"\]\)', html)

@@ -146,6 +146,8 @@ def village_table(region: Region, levels: pd.DataFrame) -> pd.DataFrame:
                       "they are drawn as level 0", DataWarning, stacklevel=3)
     table = pd.DataFrame(region.villages.drop(columns="geometry"))
     table["code"] = codes.values
+    if "township" not in table.columns:  # no names: townships by their 9-digit code prefix
+        table["township"] = codes.str[:9].values
     joined = lv.reindex(codes.values)
     joined.index = table.index
     table["level"] = joined["level"].fillna(0).astype(int).values
