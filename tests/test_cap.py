@@ -244,3 +244,20 @@ def test_internal_levels_are_restricted_and_actions_lead_the_instruction(areas):
         validate(m.xml)
     assert [r.identifier for r in current_alerts([internal.as_row(), public.as_row()])] == [public.identifier]
     assert len(current_alerts([internal.as_row()], public_only=False)) == 1
+
+
+def test_write_cap_dir_validates_everything_first(tmp_path, areas):
+    from riskmap.cap import FEED_NAME, write_cap_dir
+    from riskmap.store import CapRow
+
+    d = decide({}, levels((V1, 2), (V2, 3), at=h(0)), h(0), LifecyclePolicy())
+    msgs = build_messages(d.changes, areas, CapOptions())
+    paths = write_cap_dir(tmp_path / "cap", msgs, updated=h(0), title="当前预警", author="青山县防指")
+    assert [p.name for p in paths] == [f"{m.identifier}.xml" for m in msgs] + [FEED_NAME]
+    assert all(problems(p.read_bytes()) == [] for p in paths[:-1])
+    assert etree.parse(str(paths[-1])).getroot().tag == "{http://www.w3.org/2005/Atom}feed"
+    broken = msgs[0].xml.replace(msgs[0].identifier, "a b")
+    bad = CapRow("bad id", "Alert", "Actual", h(0), (V1,), "torrent", broken)
+    with pytest.raises(CapError, match="a b"):
+        write_cap_dir(tmp_path / "other", [msgs[0], bad], updated=h(0), title="t", author="a")
+    assert not (tmp_path / "other").exists()

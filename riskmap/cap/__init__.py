@@ -14,7 +14,9 @@ from riskmap.cap.build import (
     previous_refs,
 )
 from riskmap.cap.feed import atom_feed, current_alerts
+from riskmap.cap.files import FEED_NAME, write_cap_dir
 from riskmap.cap.validate import problems, validate
 
-__all__ = ["CapArea", "CapMessage", "CapOptions", "CapRef", "atom_feed", "build_message", "build_messages",
-           "cap_filename", "current_alerts", "previous_refs", "problems", "validate", "village_areas"]
+__all__ = ["FEED_NAME", "CapArea", "CapMessage", "CapOptions", "CapRef", "atom_feed", "build_message",
+           "build_messages", "cap_filename", "current_alerts", "previous_refs", "problems", "validate",
+           "village_areas", "write_cap_dir"]
