@@ -19,6 +19,9 @@ What "raw" keeps and what it already fixes:
 * CSV files and shapefiles without a ``.cpg`` are decoded as UTF-8 when they
   are valid UTF-8, otherwise as GB18030 (a superset of GBK and GB2312).
 
+A layer may also be named by its Chinese title (``行政村``, ``责任人与联系人`` …,
+:attr:`riskmap.schema.LayerSpec.title_zh`), as a GeoPackage layer or a file name.
+
 Problems found while reading (missing mandatory layer, unreadable file, two
 files for one layer, unknown layer) are returned as :class:`Problem` records in
 :attr:`RawRegion.problems`; only a path that is neither a GeoPackage nor a
@@ -219,6 +222,12 @@ def _read_one(name: str, path: Path, gpkg_layer: str | None = None) -> RawLayer 
     return RawLayer(name, _tidy(frame, name), str(path) + (f":{gpkg_layer}" if gpkg_layer else ""))
 
 
+def _names_of(layer: str) -> tuple[str, ...]:
+    """A layer's names in files: the schema name, then its Chinese title (``行政村`` …)."""
+    title = LAYERS[layer].title_zh
+    return (layer, title) if title else (layer,)
+
+
 def _from_geopackage(path: Path) -> tuple[dict[str, RawLayer], list[Problem]]:
     layers: dict[str, RawLayer] = {}
     problems: list[Problem] = []
@@ -228,14 +237,19 @@ def _from_geopackage(path: Path) -> tuple[dict[str, RawLayer], list[Problem]]:
         raise RegionError(f"{path}: cannot open GeoPackage: {exc}") from exc
     by_key = {n.strip().lower(): n for n in names}
     for name in LAYERS:
-        if name in by_key:
-            got = _read_one(name, path, by_key[name])
+        found = [by_key[k] for k in _names_of(name) if k in by_key]
+        if len(found) > 1:
+            problems.append(Problem(name, "", "", f"several layers for one: {', '.join(found)}; "
+                                    f"using {found[0]}", "warning"))
+        if found:
+            got = _read_one(name, path, found[0])
             if isinstance(got, Problem):
                 problems.append(got)
             else:
                 layers[name] = got
+    known = {k for name in LAYERS for k in _names_of(name)}
     for key, actual in by_key.items():
-        if key not in LAYERS and not key.startswith(("gpkg_", "rtree_", "layer_styles")):
+        if key not in known and not key.startswith(("gpkg_", "rtree_", "layer_styles")):
             problems.append(Problem(actual, "", "", f"unknown layer in {path.name}, ignored "
                                     f"(known: {', '.join(LAYERS)})", "warning"))
     return layers, problems
@@ -247,7 +261,7 @@ def _from_directory(path: Path) -> tuple[dict[str, RawLayer], list[Problem]]:
     files = {p.name.lower(): p for p in path.iterdir() if p.is_file()}
     for name, spec in LAYERS.items():
         suffixes = VECTOR_SUFFIXES if spec.kind == "vector" else TABLE_SUFFIXES
-        found = [files[name + s] for s in suffixes if name + s in files]
+        found = [files[n + s] for n in _names_of(name) for s in suffixes if n + s in files]
         if not found:
             continue
         if len(found) > 1:
@@ -261,7 +275,8 @@ def _from_directory(path: Path) -> tuple[dict[str, RawLayer], list[Problem]]:
             except Exception as exc:  # noqa: BLE001
                 problems.append(Problem(name, "", "", f"cannot open {file.name}: {exc}"))
                 continue
-            gpkg_layer = next((n for n in inner if n.strip().lower() == name), inner[0] if inner else None)
+            gpkg_layer = next((n for n in inner if n.strip().lower() in _names_of(name)),
+                              inner[0] if inner else None)
         got = _read_one(name, file, gpkg_layer)
         if isinstance(got, Problem):
             problems.append(got)

@@ -239,3 +239,18 @@ def test_raw_reader_reads_each_layer_once_and_keeps_its_source(tmp_path: Path) -
     assert set(raw.layers) == set(LAYERS) and raw.problems == ()
     assert raw.layers["villages"].source == f"{path}:villages"
     assert raw.frame("villages").crs.to_epsg() == 4490  # raw frames are not reprojected
+
+
+def test_layers_may_be_named_by_their_chinese_title(tmp_path: Path) -> None:
+    layers = valid_layers()
+    titled = {LAYERS[k].title_zh: v for k, v in layers.items() if k in ("villages", "contacts", "reservoirs")}
+    titled["critical_rainfall"] = layers["critical_rainfall"]
+    gpkg = load_region(write_gpkg(titled, tmp_path / "r.gpkg"))
+    assert gpkg.villages["code"].tolist() == CODES and len(gpkg.contacts) == 6 and len(gpkg.reservoirs) == 2
+    folder = tmp_path / "d"
+    folder.mkdir()
+    layers["villages"].to_file(folder / "行政村.geojson")
+    (folder / "临界雨量.csv").write_bytes(layers["critical_rainfall"].to_csv(index=False).encode("gbk"))
+    region = load_region(folder)
+    assert region.villages["name"].tolist() == ["东村", "西村", "南村", "北村"]
+    assert len(region.critical_rainfall) == 8
