@@ -33,6 +33,7 @@ def make_gateway(gs: GatewaySettings, out_dir: str | Path = ".", dlr_url: str = 
     ``file`` writes ``OUT_DIR/sms.jsonl``; ``kannel`` sends to ``gs.url`` as
     ``gs.username`` with the password from the environment variable
     ``gs.password_env``; ``dlr_url`` (with ``{id}``) is where delivery reports go.
+    ``smpp`` binds to ``gs.url`` = ``smpp://HOST:PORT`` as ``gs.username`` (system id).
     """
     if gs.kind == "file":
         from riskmap.gateways.file import FileGateway
@@ -45,5 +46,17 @@ def make_gateway(gs: GatewaySettings, out_dir: str | Path = ".", dlr_url: str = 
             raise ConfigError("gateway.url: the Kannel sendsms URL is required when gateway.kind = 'kannel'")
         return KannelGateway.from_env(gs.url, gs.username, gs.password_env, sender=gs.sender_id,
                                       dlr_url=dlr_url)
-    raise ConfigError(f"gateway.kind {gs.kind!r}: not available through make_gateway yet; "
-                      "build riskmap.gateways.http.HttpGateway / smpp.SmppGateway directly")
+    if gs.kind == "smpp":
+        import os
+        import urllib.parse
+
+        from riskmap.gateways.smpp import SmppGateway
+
+        u = urllib.parse.urlsplit(gs.url)
+        if u.scheme != "smpp" or not u.hostname or not u.port:
+            raise ConfigError(f"gateway.url: {gs.url!r} must be smpp://HOST:PORT when gateway.kind = 'smpp'")
+        if gs.password_env not in os.environ:
+            raise ConfigError(f"gateway: environment variable {gs.password_env} (SMPP password) is not set")
+        return SmppGateway(u.hostname, u.port, gs.username, os.environ[gs.password_env], sender=gs.sender_id)
+    raise ConfigError(f"gateway.kind {gs.kind!r}: the http gateway needs its own settings (body template, "
+                      "signature); build riskmap.gateways.http.HttpGateway directly")
