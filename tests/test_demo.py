@@ -43,8 +43,8 @@ EXPECTED_HASHES = {
     "shelters": "74b0401d56c72cb63ad7b90be7a6933b9adc4c1d756ca441051fb30309ca9728",
     "vulnerable_sites": "db11d5d97ce27a2c793ab49163b0839cbcaded1fcdd6e1d85f1197ed81135f17",
     "contacts": "e51d5f56c238f9948fc885498289eaac2c95427a7956bd70b5d9470f74829fe1",
-    "critical_rainfall": "52436baf22e55f0b1b897b1c3958598577870131776eaae7cc7d5b9061b7b25a",
-    "forecast": "a5cfd10054fe01e8c986cb652dcc7a5a7175bc4768db46b929eeda9f35902227",
+    "critical_rainfall": "56c830726ba5bee90253554fecc4835761cdff443564f050bc721b1799ca35b8",
+    "forecast": "97c7b22de35e4bf48544bbb6b8b6694243848bd6039638d13c934f06e3e00224",
 }
 """Content hashes of build_demo(20240715); change only with riskmap.demo.writer.GENERATOR_VERSION."""
 
@@ -277,6 +277,14 @@ def test_critical_rainfall_table(demo: DemoRegion) -> None:
     assert set(cr["village_code"]) <= set(demo.villages["code"])
     assert set(cr["duration_h"]) == {1, 3, 6} and set(cr["soil"]) == set(SOIL_STATES)
     assert (cr.groupby("village_code").size() == 9).all()
+    from riskmap.demo.contacts import RIVERSIDE_KM
+
+    rivers = shapely.unary_union(demo.rivers.to_crs(METRIC).geometry.to_numpy()).buffer(
+        RIVERSIDE_KM * 1000 - 1
+    )
+    riverside = set(demo.villages.loc[demo.villages.to_crs(METRIC).intersects(rivers), "code"])
+    surveyed = set(cr["village_code"])
+    assert surveyed <= set(demo.villages["code"]) and 0.8 < len(surveyed) / len(riverside) < 0.97
     assert (cr["prepare_mm"] < cr["immediate_mm"]).all() and (cr["prepare_mm"] > 0).all()
     for col in ("prepare_mm", "immediate_mm"):
         wide = cr.pivot_table(index=["village_code", "duration_h"], columns="soil", values=col)

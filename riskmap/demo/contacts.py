@@ -28,6 +28,8 @@ PHONE_PREFIX = "19900"
 RIVERSIDE_KM = 0.3
 """A village within this distance of a river is riverside (gets critical rainfall and households)."""
 HAZARD_VILLAGE_KM = 1.0
+UNSURVEYED_SHARE = 0.1
+"""Share of riverside villages without their own critical-rainfall rows."""
 LI_QING_2017 = {1: (40.0, 35.0, 30.0), 3: (65.0, 60.0, 50.0), 6: (95.0, 90.0, 80.0)}
 """Duration (h) → warning rainfall (mm) for dry, normal, wet soil (李青 et al. 2017, village 双河1组)."""
 CONTACT_COLUMNS = (
@@ -153,7 +155,13 @@ def make_contacts(
 
 
 def make_critical_rainfall(rng: np.random.Generator, codes: list[str]) -> pd.DataFrame:
-    """Nine rows (1/3/6 h × dry/normal/wet) per riverside village, around 李青 (2017)."""
+    """Nine rows (1/3/6 h × dry/normal/wet) per surveyed riverside village, around 李青 (2017).
+
+    About :data:`UNSURVEYED_SHARE` of the villages get no rows (no survey yet), so the rules'
+    county default table has villages to serve.
+    """
+    surveyed = rng.random(len(codes)) >= UNSURVEYED_SHARE
+    codes = [c for c, keep in zip(codes, surveyed, strict=True) if keep]
     rows = []
     factor = rng.uniform(0.85, 1.3, len(codes))
     ratio = rng.uniform(0.72, 0.82, len(codes))
