@@ -310,3 +310,13 @@ def test_dataarray_input_and_unknown_option():
     assert float(again.max()) == 3.0
     with pytest.raises(ForecastError, match="unknown forecast option 'intervall'"):
         open_forecast(ds, intervall="1h")
+
+
+def test_input_dataset_is_not_modified():
+    vals = np.ones((1, 3, 4))
+    vals[0, 0, 0] = -0.001
+    ds = demo_like(vals)
+    before = ds["precip"].values.copy()
+    with pytest.warns(DataWarning, match="clipped"):
+        open_forecast(ds)
+    np.testing.assert_array_equal(ds["precip"].values, before)

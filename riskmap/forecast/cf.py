@@ -267,7 +267,7 @@ def dataset_to_raw(ds: xr.Dataset, opts: ForecastOptions, name: str) -> RawField
     x, y = var.coords[xd], var.coords[yd]
     crs = _crs(ds, ds[vname], x, y, name)
     try:
-        values = np.asarray(var.values, dtype="float64")
+        values = np.array(var.values, dtype="float64")  # a copy: later steps work in place
     except (OSError, RuntimeError, ValueError) as exc:
         raise ForecastError(f"{where}: cannot read the values (truncated or damaged file?): {exc}") from None
     return RawField(

@@ -126,12 +126,23 @@ def _orient(raw: RawField, data: np.ndarray, crs: CRS) -> tuple[np.ndarray, np.n
     ox = np.argsort(x, kind="stable")
     oy = np.argsort(-y, kind="stable")
     x, y = x[ox], y[oy]
+    data = data[:, _index(oy)][:, :, _index(ox)]
     for name, c in (("x", x), ("y", y)):
         if c.size > 1 and (np.diff(c) == 0).any():
             raise ForecastError(f"{raw.where}: duplicate {name} coordinates")
         if not np.isfinite(c).all():
             raise ForecastError(f"{raw.where}: {name} coordinates are not finite")
-    return data[:, oy][:, :, ox], x, y
+    return data, x, y
+
+
+def _index(order: np.ndarray) -> slice | np.ndarray:
+    """A view-friendly index for a permutation: the identity or the reversal as a slice."""
+    n = order.size
+    if (order == np.arange(n)).all():
+        return slice(None)
+    if (order == np.arange(n)[::-1]).all():
+        return slice(None, None, -1)
+    return order
 
 
 def iso_utc(t: np.datetime64) -> str:
@@ -183,7 +194,7 @@ def finish(raw: RawField, opts: ForecastOptions) -> xr.DataArray:
         if kind == "rate":
             mm = values * factor * (intervals.astype("float64") / 1e9)[:, None, None]
         else:
-            mm = values * factor
+            mm = values * factor if factor != 1.0 else values
     if ref is None:
         ref = times[0] - intervals[0]
     mm = validate.check_negative(mm, times, where, opts.negative_tolerance_mm, deaccumulated=accumulated)

@@ -73,7 +73,9 @@ def check_negative(amounts: np.ndarray, times: np.ndarray, where: str, tolerance
         f"{where}: {n} slightly negative values (down to {low:.2g} mm, float noise) clipped to 0",
         DataWarning, stacklevel=3,
     )
-    return np.where(neg, 0.0, amounts)
+    out = np.array(amounts, copy=True) if not amounts.flags.writeable else amounts
+    out[neg] = 0.0
+    return out
 
 
 def check_missing(amounts: np.ndarray, where: str) -> int:
@@ -93,17 +95,20 @@ def check_intensity(amounts: np.ndarray, times: np.ndarray, intervals: np.ndarra
                     limit_mm_h: float) -> None:
     """Refuse intensities (amount / interval length) above ``limit_mm_h`` — usually wrong units."""
     hours = intervals.astype("timedelta64[ns]").astype("float64") / 3.6e12
-    with np.errstate(invalid="ignore"):
-        rate = amounts / hours[:, None, None]
-    if not np.isfinite(rate).any():
-        return
-    over = rate > limit_mm_h
-    n = int(np.count_nonzero(over))
+    n, worst, k = 0, -np.inf, 0
+    for i in range(amounts.shape[0]):  # step by step: no full-size temporary
+        step = amounts[i]
+        with np.errstate(invalid="ignore"):
+            n += int(np.count_nonzero(step > limit_mm_h * hours[i]))
+        if np.isnan(step).all():
+            continue
+        top = float(np.nanmax(step)) / hours[i]
+        if top > worst:
+            worst, k = top, i
     if n:
-        k = int(np.unravel_index(np.nanargmax(rate), rate.shape)[0])
         raise ForecastError(
             f"{where}: {n} values exceed the plausibility limit of {limit_mm_h:g} mm/h (up to "
-            f"{float(np.nanmax(rate)):.1f} mm/h at {_fmt(times[k])}); wrong units? "
+            f"{worst:.1f} mm/h at {_fmt(times[k])}); wrong units? "
             "Pass max_intensity_mm_h= to accept them"
         )
 
