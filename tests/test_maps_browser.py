@@ -191,8 +191,8 @@ def test_feature_popup_and_layer_toggle(session: Session) -> None:
     assert page.locator(".rm-rain-legend").count() == 0
 
     # the hazard site popup, through the page's own layer (the point sits below the villages)
-    text = page.evaluate("""() => { riskmap.registry.hazard_sites.getLayers()[0].openPopup();
-                                     return document.querySelector('.leaflet-popup-content').innerText; }""")
+    text = page.evaluate("""() => { const l = riskmap.registry.hazard_sites.getLayers()[0];
+                                     l.openPopup(); return l.getPopup().getElement().innerText; }""")
     assert "后山滑坡" in text and "威胁人口 People" in text and "35" in text
     assert session.errors == [] and session.outside == []
 
@@ -215,3 +215,61 @@ def test_township_filter_and_search(session: Session) -> None:
     page.click("button.rm-search-go")
     assert page.locator(".rm-search-result").inner_text() == "未找到 not found"
     assert session.errors == [] and session.outside == []
+
+
+@pytest.fixture(scope="module")
+def demo_map(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    """The embedded demo county (every layer, its forecast) with levels set by hand (code order mod 5)."""
+    import pandas as pd
+
+    from riskmap.demo import write_demo
+    from riskmap.forecast import open_forecast
+    from riskmap.region import load_region
+
+    paths = write_demo(tmp_path_factory.mktemp("demo"))
+    region = load_region(paths.region)
+    forecast = open_forecast(paths.forecast)
+    codes = region.villages["code"].astype(str)
+    levels = pd.DataFrame({"village_code": codes, "level": [i % 5 for i in range(len(codes))]})
+    m = warning_map(region, levels, rain=forecast, title="青山县 山洪灾害预警",
+                    run_time=forecast.attrs["reference_time"])
+    return write_map(m, tmp_path_factory.mktemp("demo_map") / "map.html"), region
+
+
+@pytest.mark.slow
+def test_demo_county_map_in_chromium(browser: Any, demo_map: tuple[Path, Any]) -> None:
+    import numpy as np
+
+    from riskmap.maps.layers import FEATURE_LAYER_STYLES
+
+    path, region = demo_map
+    context = browser.new_context(viewport=VIEWPORT, offline=True, device_scale_factor=1)
+    page = context.new_page()
+    s = Session(page)
+    page.on("console", lambda msg: s.errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: s.errors.append(str(exc)))
+    context.route("**/*", lambda r: r.continue_() if r.request.url.startswith(("file:", "data:"))
+                  else (s.outside.append(r.request.url), r.abort()))
+    try:
+        page.goto(path.as_uri())
+        page.wait_for_function("() => window.riskmap && riskmap.registry.villages")
+        assert page.evaluate("() => riskmap.registry.villages.getLayers().length") == len(region.villages)
+        present = [spec for spec in FEATURE_LAYER_STYLES if len(region.layer(spec.layer))]
+        assert len(present) == 9  # the demo has every layer
+        labels = page.locator(".leaflet-control-layers-overlays label")
+        assert labels.count() == len(present) + 2  # + villages + rain
+        img = np.asarray(s.pixels()).astype(int)
+        for lv in (Level.RED, Level.ORANGE, Level.YELLOW, Level.BLUE):
+            want = np.array(_expected(lv))
+            assert ((np.abs(img - want) <= 8).all(axis=2)).sum() > 500, lv
+        for spec in present:  # every layer's popup, built from the demo's real attributes
+            text = page.evaluate("""(key) => { const l = riskmap.registry[key].getLayers()[0];
+                                     l.openPopup(); return l.getPopup().getElement().innerText; }""",
+                                 spec.layer)
+            assert spec.title in text and "编号 Id" in text, spec.layer
+        for i in range(labels.count()):  # every overlay toggles off and on
+            labels.nth(i).locator("input").click()
+            labels.nth(i).locator("input").click()
+        assert s.errors == [] and s.outside == []
+    finally:
+        context.close()
