@@ -419,3 +419,26 @@ def test_to_region_passes_the_checker_in_memory(demo: DemoRegion) -> None:
     region = demo.to_region()
     assert region.crs.is_projected and list(region.villages["code"]) == list(demo.villages["code"])
     assert len(region.contacts) == len(demo.contacts)
+
+
+def test_features_follow_the_terrain(demo: DemoRegion) -> None:
+    from riskmap.demo.terrain import CELL_KM, CHANNEL_KM2, lonlat_to_km, make_terrain
+
+    terrain = make_terrain(np.random.default_rng(DEFAULT_SEED))  # the generator's first draw
+
+    def at(frame: gpd.GeoDataFrame, grid: np.ndarray) -> np.ndarray:
+        x, y = lonlat_to_km(frame.geometry.x.to_numpy(), frame.geometry.y.to_numpy())
+        return terrain.sample(grid, x, y)
+
+    hs = demo.hazard_sites
+    slope = at(hs, terrain.slope_deg)
+    kind = hs["kind"].to_numpy()
+    assert (slope[np.isin(kind, ["滑坡", "崩塌"])] >= 22.0).all()
+    assert (slope[kind == "崩塌"] >= 33.0).all() and (slope[kind == "泥石流"] >= 15.0).all()
+    acc_km2 = at(demo.reservoirs, terrain.acc.reshape(terrain.dem.shape).astype(float)) * CELL_KM**2
+    assert (acc_km2 >= CHANNEL_KM2).all()
+    big = demo.reservoirs["scale"].map(RESERVOIR_SCALES).to_numpy() <= 2
+    assert acc_km2[big].min() > np.median(acc_km2[~big])
+    cells = gpd.GeoDataFrame(geometry=demo.villages.representative_point(), crs=4490)
+    elev = at(cells, terrain.dem)
+    assert np.median(elev) < np.median(terrain.dem)  # villages crowd into the valleys
