@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -343,3 +344,39 @@ def guard_store(store: Store):
             yield conn
 
     return ctx()
+
+
+def test_only_one_service_holds_a_store_and_the_hold_dies_with_its_process(url, store):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from riskmap.errors import StoreLocked
+    from riskmap.store.hold import held_by, hold_store
+
+    with hold_store(store, "serve test-host pid 1"):
+        assert held_by(store) == "serve test-host pid 1"
+        with pytest.raises(StoreLocked, match="held by serve test-host pid 1") as err:
+            hold_store(Store.open(url), "second")
+        assert err.value.exit_code == 4
+    assert held_by(store) is None
+    code = ("import sys, time\nfrom riskmap.store import Store\nfrom riskmap.store.hold import hold_store\n"
+            "h = hold_store(Store.open(sys.argv[1]), 'child serve')\n"
+            "print('held', flush=True)\ntime.sleep(60)\n")
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    child = subprocess.Popen([sys.executable, "-c", code, url], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert child.stdout.readline().strip() == "held"
+        assert held_by(store) == "child serve"
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+        for _ in range(50):  # the server notices the dead session within moments
+            if held_by(store) is None:
+                break
+            time.sleep(0.1)
+        hold_store(store, "after crash").release()
+    finally:
+        if child.poll() is None:
+            child.kill()
