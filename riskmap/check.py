@@ -25,7 +25,7 @@ Examples
 False
 >>> print("\\n".join(report.format()))
 ERROR villages [510100001001] population: negative count: -5
-layers: villages 3
+layers: villages 3 (1 error)
 1 error, 0 warnings: the region is NOT usable
 """
 
@@ -67,6 +67,13 @@ class CheckReport:
     def warnings(self) -> tuple[Problem, ...]:
         return tuple(p for p in self.problems if p.severity != "error")
 
+    def _tally(self, layer: str) -> str:
+        """`` (2 errors, 1 warning)`` for a layer with problems, else ``''``."""
+        e = sum(p.layer == layer and p.severity == "error" for p in self.problems)
+        w = sum(p.layer == layer and p.severity != "error" for p in self.problems)
+        parts = [f"{e} error{'s' * (e != 1)}"] * bool(e) + [f"{w} warning{'s' * (w != 1)}"] * bool(w)
+        return f" ({', '.join(parts)})" if parts else ""
+
     def format(self, limit: int | None = None) -> list[str]:
         """Lines to print: one per problem (errors first), the layer counts, a verdict.
 
@@ -80,7 +87,8 @@ class CheckReport:
         lines = [p.format() for p in shown]
         if len(shown) < len(ordered):
             lines.append(f"… and {len(ordered) - len(shown)} more")
-        lines.append("layers: " + (", ".join(f"{k} {v}" for k, v in self.summary.items()) or "none"))
+        lines.append("layers: " + (", ".join(f"{k} {v}{self._tally(k)}" for k, v in self.summary.items())
+                                   or "none"))
         n_err, n_warn = len(self.errors), len(self.warnings)
         verdict = "the region is usable" if self.ok else "the region is NOT usable"
         lines.append(f"{n_err} error{'s' * (n_err != 1)}, {n_warn} warning{'s' * (n_warn != 1)}: {verdict}")

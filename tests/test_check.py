@@ -367,6 +367,10 @@ def test_every_problem_at_once(tmp_path: Path) -> None:
     formatted = report.format()
     assert formatted[:-2] == expected
     assert formatted[-1] == "14 errors, 0 warnings: the region is NOT usable"
+    assert formatted[-2] == ("layers: villages 4 (2 errors), rivers 1 (1 error), reservoirs 2 (1 error), "
+                             "reservoir_zones 1 (1 error), flood_points 1, hazard_sites 1, mines 1, "
+                             "detention_areas 1, shelters 2 (2 errors), vulnerable_sites 1, "
+                             "contacts 6 (3 errors), critical_rainfall 8 (4 errors)")
     assert report.format(limit=3)[3] == "… and 11 more"
 
 
@@ -374,8 +378,8 @@ def test_problem_format_and_report_ok_with_warnings_only() -> None:
     warn = Problem("hazard_sites", "H01", "kind", "unknown kind '火山'", "warning")
     report = CheckReport((warn,), {"hazard_sites": 1})
     assert report.ok and report.errors == () and report.warnings == (warn,)
-    assert report.format() == ["WARNING hazard_sites [H01] kind: unknown kind '火山'", "layers: "
-                                                                                     "hazard_sites 1",
+    assert report.format() == ["WARNING hazard_sites [H01] kind: unknown kind '火山'",
+                               "layers: hazard_sites 1 (1 warning)",
                                "0 errors, 1 warning: the region is usable"]
 
 
