@@ -45,6 +45,12 @@ def _gdf(rows: dict[str, list[object]], geoms: list[object]) -> gpd.GeoDataFrame
     return gpd.GeoDataFrame(rows, geometry=geoms, crs=CRS_UTM)
 
 
+def utm_lonlat(x: float, y: float) -> tuple[float, float]:
+    """A UTM point in lon/lat."""
+    pt = gpd.GeoSeries([Point(x, y)], crs=CRS_UTM).to_crs(4326).iloc[0]
+    return pt.x, pt.y
+
+
 def make_region() -> Region:
     villages = _gdf({"code": CODES, "name": NAMES, "population": [1000, 900, 800, 700, 600],
                      "households": [300, 280, 260, 240, 220],
@@ -90,12 +96,17 @@ def make_levels() -> pd.DataFrame:
 
 
 def make_rain() -> xr.DataArray:
-    """Hourly rain (time, y, x) on a 500 m grid over the villages, 6 steps, heaviest in the west."""
+    """Hourly rain (time, y, x) on a 500 m grid over the villages, 6 steps, heaviest in the north-west.
+
+    Hour 1 is ``20 mm × west × (0.5 + 0.5 × north)`` (``west``, ``north`` run 0 → 1 across the cell centres);
+    the hours alternate ×1, ×2, so the largest 3-hour sum is 5× hour 1.
+    """
     xs = np.arange(X0 - 1000, X0 + 5 * SIDE + 1000, 500.0) + 250
     ys = np.arange(Y0 + SIDE + 1000, Y0 - 3000, -500.0) - 250
     times = pd.date_range("2026-07-01T01:00", periods=6, freq="h").values
-    west = np.clip((xs.max() - xs) / (xs.max() - xs.min()), 0, 1)
-    field = np.broadcast_to(west * 20.0, (len(ys), len(xs)))
+    west = (xs.max() - xs) / (xs.max() - xs.min())
+    north = (ys - ys.min()) / (ys.max() - ys.min())
+    field = 20.0 * west[None, :] * (0.5 + 0.5 * north[:, None])
     data = np.stack([field * (1 + k % 2) for k in range(6)]).astype("float32")
     da = xr.DataArray(data, dims=("time", "y", "x"), coords={"time": times, "y": ys, "x": xs},
                       name="precipitation")

@@ -254,7 +254,7 @@ def test_display_simplification() -> None:
 
 def test_max_accumulation_over_a_window_by_hand() -> None:
     rain = make_rain()
-    west = float(rain.isel(time=0).max())  # 20 mm in the first hour at the west edge
+    west = float(rain.isel(time=0).max())  # 20 mm in the first hour at the north-west corner
     # hours alternate x1, x2: best 3 h window is 2+1+2 = 5x the first hour
     assert float(max_accumulation(rain, 3).max()) == pytest.approx(5 * west)
     assert float(max_accumulation(rain, 1).max()) == pytest.approx(2 * west)

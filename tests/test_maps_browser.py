@@ -17,7 +17,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from maps_fixture import CODES, EVIL, LEVELS, NAMES, make_levels, make_rain, make_region, village_lonlat
+from maps_fixture import (
+    CODES,
+    EVIL,
+    LEVELS,
+    NAMES,
+    X0,
+    Y0,
+    make_levels,
+    make_rain,
+    make_region,
+    utm_lonlat,
+    village_lonlat,
+)
 
 from riskmap.levels import Level
 from riskmap.maps import warning_map, write_map
@@ -69,7 +81,10 @@ class Session:
 
     def point(self, i: int) -> tuple[float, float]:
         """Screen position of the centre of village i."""
-        lon, lat = village_lonlat(i)
+        return self.screen(*village_lonlat(i))
+
+    def screen(self, lon: float, lat: float) -> tuple[float, float]:
+        """Screen position of a lon/lat point."""
         p = self.page.evaluate("([lat, lon]) => riskmap.registry.map.latLngToContainerPoint([lat, lon])",
                                [lat, lon])
         box = self.page.evaluate("() => riskmap.registry.map.getContainer().getBoundingClientRect().toJSON()")
@@ -110,10 +125,13 @@ def _close(color: tuple[int, ...], want: tuple[int, ...], tol: int = 12) -> bool
     return all(abs(a - b) <= tol for a, b in zip(color, want, strict=False))
 
 
+def _blend(hex_color: str, alpha: float) -> tuple[int, int, int]:
+    rgb = [int(hex_color[i:i + 2], 16) for i in (1, 3, 5)]
+    return tuple(round(alpha * c + (1 - alpha) * b) for c, b in zip(rgb, BACKGROUND, strict=True))  # type: ignore
+
+
 def _expected(level: Level) -> tuple[int, int, int]:
-    rgb = [int(level.hex[i:i + 2], 16) for i in (1, 3, 5)]
-    a = FILL_OPACITY[level]
-    return tuple(round(a * c + (1 - a) * b) for c, b in zip(rgb, BACKGROUND, strict=True))  # type: ignore
+    return _blend(level.hex, FILL_OPACITY[level])
 
 
 def _patch_color(img: Any, x: float, y: float) -> tuple[int, int, int]:
@@ -183,10 +201,20 @@ def test_feature_popup_and_layer_toggle(session: Session) -> None:
     assert _close(_patch_color(session.pixels(), *red), _expected(Level.RED))
 
     rain = page.locator(".leaflet-control-layers-overlays label", has_text="Max 3 h rain")
+    villages.locator("input").uncheck()
     assert page.locator(".rm-rain-legend").count() == 0  # off when the page opens
     rain.locator("input").check()
     assert page.locator(".rm-rain-legend").count() == 1
     assert page.locator("img.leaflet-image-layer").get_attribute("src").startswith("data:image/png")
+    # by hand (see make_rain): cell (X0+1250, Y0+1750): 5 x 20 x 9500/11500 x (0.5 + 0.5 x 4500/5500) = 75 mm,
+    # class 70-140 (#fa00fa); cell (X0+8250, Y0+1750): 19.8 mm, class 15-30 (#61b8ff); a north-south
+    # flip would put 49 mm (class 30-70) at the first.  Image alpha 150/255 over the background.
+    page.wait_for_timeout(200)
+    img = session.pixels()
+    for (x, y), hex_color in (((X0 + 1250, Y0 + 1750), "#fa00fa"), ((X0 + 8250, Y0 + 1750), "#61b8ff")):
+        got = _patch_color(img, *session.screen(*utm_lonlat(x, y)))
+        assert _close(got, _blend(hex_color, 150 / 255)), (x, y, got, hex_color)
+    villages.locator("input").check()
     rain.locator("input").uncheck()
     assert page.locator(".rm-rain-legend").count() == 0
 
