@@ -380,3 +380,29 @@ def test_only_one_service_holds_a_store_and_the_hold_dies_with_its_process(url, 
     finally:
         if child.poll() is None:
             child.kill()
+
+
+def test_held_messages_approval_queue_and_receipt_reconciliation(store):
+    meta = RunMeta(now=h(0), source="t")
+    rid = run_key(meta)
+    store.begin_run(rid, meta)
+    d = decide({}, levels((V1, 4), at=h(0)), h(0), POLICY)
+    held = OutboxRow(outbox_key(rid, d.changes[0].key, "13800000001", "sms"), "13800000001", "红色预警",
+                     level=4, status="held")
+    store.commit_decision(rid, d, [held])
+    assert store.lease(h(0)) == []  # held messages wait for an approval
+    assert store.approve_run(rid, "李主任", h(0.5), "同意发布") == 1
+    assert store.approve_run(rid, "李主任", h(0.6)) == 0  # once
+    assert store.approvals(rid)[0]["operator"] == "李主任"
+    with pytest.raises(StoreError, match="no run"):
+        store.approve_run("nope", "x", h(1))
+    # an escalation queued outside a decision, idempotently
+    esc = OutboxRow("esc:" + d.changes[0].key + ":13800000002", "13800000002", "未确认，请核实", level=4)
+    assert store.queue(rid, [esc], h(1)) == 1 and store.queue(rid, [esc], h(1)) == 0
+    msgs = store.lease(h(1), lease_s=60)
+    assert {m.phone for m in msgs} == {"13800000001", "13800000002"}
+    # the process dies after the gateway accepted one message and its receipt arrived: never re-sent
+    store.add_receipt(msgs[0].id, "accepted", "id:gw-9", h(1.001))
+    again = store.lease(h(2), lease_s=60)
+    assert [m.id for m in again] == [msgs[1].id]
+    assert store.outbox(phone=msgs[0].phone)[0].status == "sent"

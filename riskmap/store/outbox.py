@@ -8,16 +8,19 @@ transaction.  A dispatcher leases due rows (``queued``/``failed`` with
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, and_, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from riskmap.errors import StoreError
 from riskmap.store import tables as t
 from riskmap.store.db import guard, insert_ignore
-from riskmap.store.records import OutboxRecord
+from riskmap.store.records import OutboxRecord, OutboxRow
 
 OUTBOX_STATUSES = ("queued", "held", "leased", "sent", "delivered", "failed")
 _FIELDS = [f for f in OutboxRecord.__dataclass_fields__]
@@ -47,6 +50,11 @@ class OutboxMixin:
                    and_(t.outbox.c.status == "leased", t.outbox.c.lease_until < now))
         until = now + timedelta(seconds=lease_s)
         with guard(f"{self.url} lease"), self.engine.begin() as conn:
+            # an expired lease whose message already has a receipt was sent: never send it again
+            has_receipt = select(t.receipts.c.id).where(t.receipts.c.outbox_id == t.outbox.c.id).exists()
+            conn.execute(update(t.outbox).where(t.outbox.c.status == "leased", t.outbox.c.lease_until < now,
+                                                has_receipt)
+                         .values(status="sent", lease_until=None, updated_at=now))
             q = (select(t.outbox.c.id).where(cond).order_by(t.outbox.c.level.desc(), t.outbox.c.id)
                  .limit(limit))
             if conn.dialect.name == "postgresql":
@@ -74,6 +82,31 @@ class OutboxMixin:
             if not res.rowcount:
                 raise StoreError(f"store {self.url}: no outbox message {outbox_id}")
 
+    def queue(self, run_id: str, rows: Sequence[OutboxRow | Mapping[str, Any]], at: datetime) -> int:
+        """Queue messages outside a decision (escalations, summaries) idempotently; returns the new count."""
+        data = [{**(r if isinstance(r, Mapping) else dataclasses.asdict(r)), "run_id": run_id,
+                 "created_at": at, "updated_at": at} for r in rows]
+        with guard(f"{self.url} queue {run_id}"), self.engine.begin() as conn:
+            return insert_ignore(conn, t.outbox, data, "idempotency_key")
+
+    def approve_run(self, run_id: str, operator: str, at: datetime, reason: str = "") -> int:
+        """Record the approval (领导审签) of a run and queue its held messages, in one transaction.
+
+        Returns how many messages were released (0 when this operator had already approved it).
+        """
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        with guard(f"{self.url} approve {run_id}"), self.engine.begin() as conn:
+            if conn.execute(select(t.runs.c.id).where(t.runs.c.id == run_id)).first() is None:
+                raise StoreError(f"store {self.url}: no run {run_id!r} to approve")
+            stmt = dialect.insert(t.approvals).values(subject=run_id, kind="release", decision="approved",
+                                                      operator=operator, reason=reason, at=at)
+            if not conn.execute(stmt.on_conflict_do_nothing()).rowcount:
+                return 0
+            res = conn.execute(update(t.outbox)
+                               .where(t.outbox.c.run_id == run_id, t.outbox.c.status == "held")
+                               .values(status="queued", updated_at=at))
+            return int(res.rowcount or 0)
+
     def release_held(self, run_id: str, at: datetime) -> int:
         """Queue the held messages of a run (after an approval); returns how many."""
         with guard(f"{self.url} release_held {run_id}"), self.engine.begin() as conn:
@@ -96,13 +129,16 @@ class OutboxMixin:
                              .values(status=status, updated_at=at))
             return bool(new)
 
-    def outbox(self, run_id: str | None = None, status: str | None = None) -> list[OutboxRecord]:
-        """Outbox messages, optionally of one run and/or status."""
+    def outbox(self, run_id: str | None = None, status: str | None = None,
+               phone: str | None = None) -> list[OutboxRecord]:
+        """Outbox messages, optionally of one run, status and/or phone number, oldest first."""
         q = select(t.outbox).order_by(t.outbox.c.id)
         if run_id:
             q = q.where(t.outbox.c.run_id == run_id)
         if status:
             q = q.where(t.outbox.c.status == status)
+        if phone:
+            q = q.where(t.outbox.c.phone == phone)
         with guard(f"{self.url} outbox"), self.engine.connect() as conn:
             return [_record(r) for r in conn.execute(q)]
 
