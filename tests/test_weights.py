@@ -144,6 +144,10 @@ def test_cache_roundtrip_and_key(tmp_path):
     recoded = v.copy()
     recoded["code"] = ["110101000009", "110101000001"]
     assert village_layer_key(recoded) != village_layer_key(v)
+    holed = v.copy()
+    holed.geometry = [v.geometry[0].difference(shapely.box(2, 1.5, 3, 2.5)), v.geometry[1]]
+    assert village_layer_key(holed) != village_layer_key(v)
+    assert village_layer_key(v.copy()) == village_layer_key(v)
     assert load_weights(tmp_path, moved, g) is None
 
 
