@@ -320,3 +320,15 @@ def test_input_dataset_is_not_modified():
     with pytest.warns(DataWarning, match="clipped"):
         open_forecast(ds)
     np.testing.assert_array_equal(ds["precip"].values, before)
+
+
+def test_time_index_selects_one_stored_step(tmp_path):
+    ends = hours(1, 2, 3)
+    acc = np.stack([np.full((3, 4), v) for v in (1.0, 3.0, 6.0)])
+    path = write(demo_like(acc, ends=ends, starts=np.full(3, T0)), tmp_path / "acc.nc")
+    one = open_forecast(path, time_index=1)  # the accumulation since the start, as stored
+    assert one[:, 0, 0].values.tolist() == [3.0]
+    assert one.interval.values[0] == np.timedelta64(2, "h")
+    assert open_forecast(path, time_index=-1)[0, 0, 0] == 6.0
+    with pytest.raises(ForecastError, match=r"acc\.nc: variable .precip.: time_index=3 is out of range"):
+        open_forecast(path, time_index=3)

@@ -18,10 +18,10 @@ import rioxarray  # noqa: F401  (registers da.rio)
 from riskmap.forecast.entry import open_forecast
 from riskmap.forecast.gauges import gauges_to_grid, gauges_to_points, read_gauge_table
 from riskmap.forecast.observed import merge_observed, open_observed
-from riskmap.forecast.options import ForecastOptions
+from riskmap.forecast.options import ForecastOptions, options_from_strings
 from riskmap.forecast.validate import CoverageReport, check_coverage
 
 __all__ = [
     "CoverageReport", "ForecastOptions", "check_coverage", "gauges_to_grid", "gauges_to_points",
-    "merge_observed", "open_forecast", "open_observed", "read_gauge_table",
+    "merge_observed", "open_forecast", "open_observed", "options_from_strings", "read_gauge_table",
 ]

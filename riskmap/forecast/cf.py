@@ -253,14 +253,6 @@ def dataset_to_raw(ds: xr.Dataset, opts: ForecastOptions, name: str) -> RawField
             raise ForecastError(f"{where}: no time steps (no time dimension or time coordinate)")
         times = np.array([tc[0].values]).astype("datetime64[ns]")
         var = var.transpose(yd, xd).expand_dims("time")
-    if opts.time_index is not None:
-        try:
-            var = var.isel({var.dims[0]: [opts.time_index]})
-        except IndexError:
-            raise ForecastError(f"{where}: time_index={opts.time_index} is out of range "
-                                f"({times.size} steps)") from None
-        times = times[[opts.time_index]]
-        starts = starts[[opts.time_index]] if starts is not None else None
     if xd not in var.coords or yd not in var.coords:
         missing = xd if xd not in var.coords else yd
         raise ForecastError(f"{where}: dimension {missing!r} has no coordinate values")

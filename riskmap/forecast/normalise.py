@@ -145,6 +145,19 @@ def _index(order: np.ndarray) -> slice | np.ndarray:
     return order
 
 
+def _select_step(raw: RawField, k: int) -> None:
+    """Keep only stored step ``k`` (from the end when negative), before any de-accumulation."""
+    n = raw.times.size
+    if not -n <= k < n:
+        raise ForecastError(f"{raw.where}: time_index={k} is out of range ({n} steps)")
+    k %= n
+    raw.values = raw.values[k:k + 1]
+    raw.times = raw.times[k:k + 1]
+    if raw.starts is not None:
+        raw.starts = raw.starts[k:k + 1]
+    raw.accumulated = False
+
+
 def iso_utc(t: np.datetime64) -> str:
     """ISO 8601 with offset of a datetime64 meaning UTC.
 
@@ -162,6 +175,9 @@ def finish(raw: RawField, opts: ForecastOptions) -> xr.DataArray:
     times = np.asarray(raw.times).astype("datetime64[ns]")
     raw.times = times
     validate.check_times(times, where)
+    if opts.time_index is not None and "time_index applied" not in raw.notes:
+        _select_step(raw, opts.time_index)
+        times = raw.times
     if raw.values.size == 0:
         raise ForecastError(f"{where}: the grid is empty")
     crs = opts.crs or raw.crs

@@ -17,6 +17,7 @@ interval, max_intensity_mm_h, negative_tolerance_mm, reference_time, time_index,
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -68,6 +69,31 @@ def parse_utc(value: Any, what: str) -> np.datetime64:
         raise ForecastError(
             f"option {what}={value!r} has no UTC offset: write it like 2024-07-15T08:00+08:00")
     return np.datetime64(ts.tz_convert("UTC").tz_localize(None).as_unit("ns").to_datetime64(), "ns")
+
+
+def options_from_strings(items: Iterable[str]) -> dict[str, str]:
+    """``key=value`` strings (the CLI's repeatable ``--forecast-option``) as a dict for :func:`open_forecast`.
+
+    Keys are checked here; values when the options are parsed.
+
+    >>> options_from_strings(["interval=1h", "crs=EPSG:4326", "times=2024-07-15T01:00Z,2024-07-15T02:00Z"])
+    {'interval': '1h', 'crs': 'EPSG:4326', 'times': '2024-07-15T01:00Z,2024-07-15T02:00Z'}
+    >>> options_from_strings(["interval"])
+    Traceback (most recent call last):
+    ...
+    riskmap.errors.ForecastError: forecast option 'interval' must be written key=value
+    """
+    known = {f.name for f in fields(ForecastOptions)}
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ForecastError(f"forecast option {item!r} must be written key=value")
+        if key not in known:
+            raise ForecastError(f"unknown forecast option {key!r} (known: {', '.join(sorted(known))})")
+        out[key] = value.strip()
+    return out
 
 
 def _bool(value: Any, what: str) -> bool:

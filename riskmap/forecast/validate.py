@@ -154,9 +154,10 @@ def check_coverage(da: Any, villages: Any, *, where: str | None = None, id_colum
     """Report villages the forecast grid does not cover, and missing cells over them.
 
     Pure: takes the forecast DataArray (contract of :func:`open_forecast`) and a GeoDataFrame of
-    villages (any CRS; reprojected to the grid's) or a ``(minx, miny, maxx, maxy)`` tuple in the grid's
-    CRS.  Warns with :class:`CoverageWarning` naming how many villages and which codes; with
-    ``strict=True`` raises :class:`ForecastError` instead.
+    villages (any CRS; reprojected to the grid's), a loaded :class:`riskmap.region.Region`, or a
+    ``(minx, miny, maxx, maxy)`` tuple in the grid's CRS.  A village counts as covered when its
+    bounding box lies within the grid's outer cell edges.  Warns with :class:`CoverageWarning` naming
+    how many villages and which codes; with ``strict=True`` raises :class:`ForecastError` instead.
 
     Examples
     --------
@@ -173,6 +174,8 @@ def check_coverage(da: Any, villages: Any, *, where: str | None = None, id_colum
     (('110101001002',), 'f.nc: 1 of 2 villages are not (fully) covered by the forecast grid: 110101001002')
     """
     where = where or str(da.attrs.get("source", "forecast"))
+    if hasattr(villages, "villages") and not hasattr(villages, "geometry"):
+        villages = villages.villages  # a loaded Region
     x = np.asarray(da["x"].values, dtype="float64")
     y = np.asarray(da["y"].values, dtype="float64")
     x0, x1 = _edges(x)

@@ -147,4 +147,5 @@ def wrf_to_raw(ds: xr.Dataset, opts: ForecastOptions, name: str) -> RawField:
     return RawField(
         values=total, x=x, y=y, times=times[steps], units=units.pop(), crs=crs, where=where, source=name,
         starts=np.full(len(steps), start, dtype="datetime64[ns]"), accumulated=True, reference_time=start,
+        notes=["time_index applied"] if opts.time_index is not None else [],
     )
