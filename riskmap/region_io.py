@@ -175,10 +175,11 @@ def _shapefile_encoding(path: Path) -> str | None:
     if dbf is None:
         return None
     data = dbf.read_bytes()
-    if len(data) > 29 and data[29] != 0:
+    if len(data) < 32 or data[29] != 0:
         return None
+    records = data[int.from_bytes(data[8:10], "little"):]  # the header holds binary field widths
     try:
-        data[32:].decode("utf-8")
+        records.decode("utf-8")
     except UnicodeDecodeError:
         return "GB18030"
     return "UTF-8"

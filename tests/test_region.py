@@ -254,3 +254,13 @@ def test_layers_may_be_named_by_their_chinese_title(tmp_path: Path) -> None:
     region = load_region(folder)
     assert region.villages["name"].tolist() == ["东村", "西村", "南村", "北村"]
     assert len(region.critical_rainfall) == 8
+
+
+def test_utf8_shapefile_without_cpg_with_wide_fields(tmp_path: Path) -> None:
+    layers = valid_layers()
+    layers["villages"]["note"] = ["备注" * 40] * 4  # a 240-byte field: its width byte is not valid UTF-8
+    folder = write_dir(layers, tmp_path / "utf8", vector=".shp", table=".csv", encoding="utf-8")
+    (folder / "villages.cpg").unlink()
+    region = load_region(folder)
+    assert region.villages["name"].tolist() == ["东村", "西村", "南村", "北村"]
+    assert region.villages["note"].iloc[0] == "备注" * 40
