@@ -245,3 +245,12 @@ def test_build_features_from_village_rainfall() -> None:
     assert (row.village_code, row.hazard, row.level, row.window_h) == (c[0], "rainstorm", 4, 3)
     assert row.value_mm == pytest.approx(150.0) and row.window_end == NOW + pd.Timedelta(hours=9)
     assert a.villages.level.tolist() == [4, 0]
+
+
+def test_no_rain_gives_typed_empty_levels() -> None:
+    ctx = context_frame(3)
+    a = evaluate(RULES, flat_features(RULES, ctx), ctx, now=NOW)
+    hl = a.hazard_levels
+    assert hl.empty and tuple(hl.columns) == HAZARD_COLUMNS
+    assert str(hl.window_end.dtype) == "datetime64[ns, UTC]" and hl.level.dtype == "int64"
+    assert a.villages.level.tolist() == [0, 0, 0] and a.villages.color.tolist() == ["none"] * 3

@@ -266,7 +266,20 @@ def evaluate(
     if frames:
         rows = pd.concat(frames, ignore_index=True)
     else:
-        rows = pd.DataFrame({c: pd.Series(dtype=object) for c in HAZARD_COLUMNS + ("_order", "_rank")})
+        types = {
+            "level": "int64",
+            "window_h": "int64",
+            "value_mm": "float64",
+            "threshold_mm": "float64",
+            "window_end": "datetime64[ns, UTC]",
+            "horizon_h": "float64",
+            "internal": "bool",
+            "_order": "int64",
+            "_rank": "int64",
+        }
+        rows = pd.DataFrame(
+            {c: pd.Series(dtype=types.get(c, object)) for c in HAZARD_COLUMNS + ("_order", "_rank")}
+        )
     rows = rows.sort_values(["_order", "level", "_rank"], ascending=[True, False, True], kind="stable")
     villages = _villages(rows, codes, context, language)
     villages["score"] = risk_score(rows, context, weights or ScoreWeights())

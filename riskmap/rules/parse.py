@@ -185,8 +185,10 @@ def _threshold(ctx: _Ctx, key: str, c: dict[str, Any], window_h: int, idx: int) 
             raise ctx.err(f"{key}.threshold", f"bad unit {u!r} in {t!r} (use {', '.join(UNITS)})")
         if num <= 0:
             raise ctx.err(f"{key}.threshold", "must be positive")
-        factor = float(window_h) if u == "mm/h" else UNITS[u]
-        return Threshold(mm=num * (factor or 1.0))
+        if u == "mm/h" and not window_h:
+            raise ctx.err(f"{key}.threshold", "mm/h needs a window_h")
+        factor = float(window_h) if u == "mm/h" else (UNITS[u] or 1.0)
+        return Threshold(mm=num * factor)
     if isinstance(t, dict) and "critical" in t:
         col = t["critical"]
         if col not in CRITICAL_COLUMNS:
