@@ -3,12 +3,9 @@ throttling, wake-up, and the whole path through real Kannel with delivery report
 
 from __future__ import annotations
 
-import http.server
 import json
 import random
-import threading
 import time
-import urllib.parse
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -22,6 +19,7 @@ from riskmap.gateways.file import FileGateway
 from riskmap.gateways.kannel import KannelGateway
 from riskmap.lifecycle import LifecyclePolicy, decide
 from riskmap.messages import outbox_rows
+from riskmap.receiver import Receiver
 from riskmap.routing import Alert, route
 from riskmap.routing_rules import load_routing, routing_from_dict
 from riskmap.store import OutboxRow, RunMeta, Store, run_key
@@ -261,26 +259,10 @@ def test_wake_starts_a_pass_at_once(tmp_path):
         d.stop()
 
 
-KANNEL_STATUS = {"1": "delivered", "2": "failed", "4": "queued_smsc", "8": "smsc", "16": "failed"}
-
-
 @pytest.mark.kannel
 def test_through_real_kannel_with_delivery_reports(tmp_path, kannel):  # noqa: F811
     store = open_store(tmp_path)
-
-    class Dlr(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
-            q = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query, keep_blank_values=True))
-            status = KANNEL_STATUS.get(q.get("status", ""), "unknown")
-            store.add_receipt(int(q["id"]), status, self.path, datetime.now(UTC))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *a):
-            pass
-
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Dlr)
-    threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True).start()
+    receiver = Receiver(store, token="t0k3n").start()
     try:
         long_text = "【青山县防指】" + "张家村暴雨洪涝风险红色预警请立即转移" * 8  # 151 characters: 3 parts
         texts = [long_text] + [f"【青山县防指】第{i}条测试" for i in range(1, 5)]
@@ -288,7 +270,7 @@ def test_through_real_kannel_with_delivery_reports(tmp_path, kannel):  # noqa: F
                 for i, t in enumerate(texts)]
         commit(store, rows, now=datetime.now(UTC))
         gw = KannelGateway(kannel.sendsms_url, kannel.username, kannel.password, sender="10690001",
-                           dlr_url=f"http://127.0.0.1:{srv.server_address[1]}/dlr?id={{id}}")
+                           dlr_url=receiver.dlr_url())
         d = Dispatcher(store, gw, DispatchPolicy(rate_per_s=100))
         assert d.drain().sent == 5
         msgs = kannel.wait_messages(5)
@@ -310,6 +292,6 @@ def test_through_real_kannel_with_delivery_reports(tmp_path, kannel):  # noqa: F
         first = store.receipts(1)[0]
         assert store.add_receipt(1, first["status"], first["raw"], datetime.now(UTC)) is False
         d.stop()
+        assert receiver.counts["refused"] == 0 and receiver.counts["receipts"] >= len(ids)
     finally:
-        srv.shutdown()
-        srv.server_close()
+        receiver.stop()

@@ -1,0 +1,146 @@
+"""A small HTTP receiver for delivery reports and replies from phones (127.0.0.1, token-protected).
+
+``GET /dlr?token=T&id=OUTBOX_ID&status=%d&…`` — a Kannel delivery report (the Kannel
+gateway's ``dlr-url`` points here; see :meth:`Receiver.dlr_url`).  Kannel's status bits
+become receipt statuses (:data:`KANNEL_DLR`) and go to
+:meth:`riskmap.store.Store.add_receipt`, which records the same report only once and moves
+the message to ``delivered``/``failed``.
+
+``GET /mo?token=T&from=%p&text=%a`` — a reply (mobile-originated SMS; Kannel's
+``sms-service`` ``get-url``) handed to ``on_reply(phone, text)``; :func:`is_acknowledgement`
+tells whether it means 收到.
+
+Every request without the right token gets 403; phone numbers are masked in the log.
+
+Examples
+--------
+>>> kannel_status("1"), kannel_status("16"), kannel_status("8")
+('delivered', 'failed', 'smsc')
+>>> is_acknowledgement(" １ "), is_acknowledgement("收到!"), is_acknowledgement("2")
+(True, True, False)
+"""
+
+from __future__ import annotations
+
+import hmac
+import http.server
+import logging
+import threading
+import unicodedata
+import urllib.parse
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from riskmap.errors import RiskmapError
+from riskmap.gateways.base import mask
+
+log = logging.getLogger("riskmap.receiver")
+
+KANNEL_DLR = {1: "delivered", 2: "failed", 4: "queued", 8: "smsc", 16: "failed"}
+"""Kannel dlr-mask bits → receipt status (1 delivered to phone, 2 not delivered, 4 queued on
+SMSC, 8 accepted by SMSC, 16 rejected by SMSC)."""
+_ACK = {"1", "收到", "已收到", "收", "ok", "好", "明白"}
+
+
+def kannel_status(value: str) -> str:
+    """The receipt status of a Kannel ``%d`` value (unknown values are kept as ``kannel:N``)."""
+    try:
+        return KANNEL_DLR.get(int(value), f"kannel:{value}")
+    except ValueError:
+        return f"kannel:{value}"
+
+
+def is_acknowledgement(text: str) -> bool:
+    """Whether a reply means "received" (1 / 收到 …), ignoring width, case, spaces and punctuation."""
+    t = unicodedata.normalize("NFKC", text).strip().lower()
+    t = "".join(c for c in t if not unicodedata.category(c).startswith(("P", "Z")))
+    return t in _ACK
+
+
+class Receiver:
+    """Serve ``/dlr`` and ``/mo`` on ``host:port`` (port 0 = a free one) in a background thread."""
+
+    def __init__(self, store: Any, token: str, host: str = "127.0.0.1", port: int = 0,
+                 on_reply: Callable[[str, str], None] | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        if not token:
+            raise ValueError("the receiver needs a token")
+        self.store, self.token, self.on_reply, self.clock = store, token, on_reply, clock
+        self.counts = {"receipts": 0, "duplicates": 0, "replies": 0, "refused": 0}
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:  # noqa: N802
+                code, body = outer.handle(self.path)
+                data = body.encode("utf-8")
+                self.send_response(code)
+                self.send_header("Content-Type", "text/plain; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer((host, port), Handler)
+        self.server.daemon_threads = True
+        self.host, self.port = self.server.server_address[0], int(self.server.server_address[1])
+        self._thread: threading.Thread | None = None
+
+    def dlr_url(self) -> str:
+        """The Kannel gateway's ``dlr_url`` (``{id}`` is the outbox id)."""
+        tok = urllib.parse.quote(self.token, safe="")
+        return f"http://{self.host}:{self.port}/dlr?token={tok}&id={{id}}"
+
+    def mo_url(self) -> str:
+        """Kannel ``sms-service`` ``get-url`` for replies."""
+        tok = urllib.parse.quote(self.token, safe="")
+        return f"http://{self.host}:{self.port}/mo?token={tok}&from=%p&text=%a"
+
+    def handle(self, path: str) -> tuple[int, str]:
+        """Answer one request path: ``(HTTP status, body)``."""
+        parts = urllib.parse.urlsplit(path)
+        q = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
+        if not hmac.compare_digest(q.get("token", "").encode(), self.token.encode()):
+            self.counts["refused"] += 1
+            return 403, "bad token"
+        if parts.path == "/dlr":
+            try:
+                outbox_id = int(q.get("id", ""))
+            except ValueError:
+                return 400, "id must be an outbox id"
+            status = kannel_status(q.get("status", ""))
+            raw = urllib.parse.urlencode({k: v for k, v in q.items() if k != "token"})
+            try:
+                new = self.store.add_receipt(outbox_id, status, raw, self.clock())
+            except RiskmapError as exc:
+                log.error("receipt for outbox %s: %s", outbox_id, exc)
+                return 503, "store unavailable"
+            self.counts["receipts" if new else "duplicates"] += 1
+            return 200, "ok"
+        if parts.path == "/mo":
+            phone, text = q.get("from", ""), q.get("text", "")
+            self.counts["replies"] += 1
+            log.info("reply from %s (%d characters)", mask(phone), len(text))
+            if self.on_reply is not None:
+                self.on_reply(phone, text)
+            return 200, ""
+        return 404, "unknown path"
+
+    def start(self) -> Receiver:
+        """Serve in a background thread."""
+        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
+                                        name="riskmap-receiver", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        if self._thread is not None:
+            self.server.shutdown()
+            self._thread.join(5)
+            self._thread = None
+        self.server.server_close()
