@@ -108,7 +108,10 @@ def load_weights(cache_dir: str | os.PathLike[str], villages: Any, grid: GridDef
             return None
         n = len(z["codes"])
         matrix = sp.csr_array((z["data"], z["indices"], z["indptr"]), shape=(n, grid.ncells))
-        return CoverageWeights(matrix, grid, z["codes"].astype(str), z["full"])
+        w = CoverageWeights(matrix, grid, z["codes"].astype(str), z["full"])
+        if "order" in z and len(z["order"]) == n:
+            w.__dict__["order"] = z["order"]      # the cached_property, precomputed at save time
+        return w
     except (KeyError, ValueError, TypeError):
         return None
 
@@ -125,7 +128,7 @@ def save_weights(cache_dir: str | os.PathLike[str], weights: CoverageWeights, la
                 np.savez(fh, format=np.array(FORMAT), layer_key=np.array(layer_key),
                          grid=np.array(json.dumps(weights.grid.to_dict())),
                          codes=weights.codes.astype(str), full=weights.full,
-                         data=m.data, indices=m.indices, indptr=m.indptr)
+                         data=m.data, indices=m.indices, indptr=m.indptr, order=weights.order)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, path)

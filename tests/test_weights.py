@@ -137,6 +137,7 @@ def test_cache_roundtrip_and_key(tmp_path):
     back = load_weights(tmp_path, v, g)
     assert back is not None and (back.matrix != w.matrix).nnz == 0
     assert back.codes.tolist() == w.codes.tolist() and back.grid == g and np.array_equal(back.full, w.full)
+    assert np.array_equal(back.order, w.order) and sorted(back.order.tolist()) == [0, 1]
     # the layer key follows geometry and codes
     moved = v.copy()
     moved.geometry = moved.geometry.translate(0.1, 0)
