@@ -168,14 +168,18 @@ def read_xlsx(path: Path, layer: str) -> pd.DataFrame:
 
 
 def _shapefile_encoding(path: Path) -> str | None:
-    """None when GDAL knows the encoding (a .cpg or a DBF code page), else UTF-8 or GB18030."""
+    """None when GDAL knows the encoding (a .cpg or a DBF code page), else UTF-8 or GB18030.
+
+    The DBF code page 0x57 ("ANSI", as ArcGIS writes it) means the writer's Windows code page,
+    which on a Chinese system is GBK: it is treated as unknown.
+    """
     if any(path.with_suffix(s).exists() for s in (".cpg", ".CPG")):
         return None
     dbf = next((p for p in (path.with_suffix(".dbf"), path.with_suffix(".DBF")) if p.exists()), None)
     if dbf is None:
         return None
     data = dbf.read_bytes()
-    if len(data) < 32 or data[29] != 0:
+    if len(data) < 32 or data[29] not in (0, 0x57):  # 0x57: ArcGIS "ANSI", the Windows code page (GBK)
         return None
     records = data[int.from_bytes(data[8:10], "little"):]  # the header holds binary field widths
     try:

@@ -264,3 +264,12 @@ def test_utf8_shapefile_without_cpg_with_wide_fields(tmp_path: Path) -> None:
     region = load_region(folder)
     assert region.villages["name"].tolist() == ["东村", "西村", "南村", "北村"]
     assert region.villages["note"].iloc[0] == "备注" * 40
+
+
+def test_gbk_shapefile_marked_ansi_by_arcgis(tmp_path: Path) -> None:
+    folder = write_dir(valid_layers(), tmp_path / "ansi", vector=".shp", table=".csv", encoding="gbk")
+    dbf = folder / "villages.dbf"
+    data = bytearray(dbf.read_bytes())
+    data[29] = 0x57  # language driver id "ANSI"
+    dbf.write_bytes(bytes(data))
+    assert load_region(folder).villages["name"].tolist() == ["东村", "西村", "南村", "北村"]
