@@ -1,7 +1,7 @@
 """Parse and validate one rule file (YAML text or parsed data) into a :class:`HazardRule`.
 
 Rule files start with ``kind: hazard_rules``; see :mod:`riskmap.rules.loader` for folders and the
-file format reference in ``warning_rules/README.md``.  Every error is a
+file format reference in ``warning_rules/RULES.md``.  Every error is a
 :class:`~riskmap.errors.RuleError` naming the file, the rule and the key.
 
 Examples
