@@ -232,3 +232,17 @@ def test_geotiff_without_crs(tmp_path):
         with pytest.raises(ForecastError, match="no CRS found"):
             open_forecast(path)
         assert open_forecast(path, crs="EPSG:4490").rio.crs.to_epsg() == 4490
+
+
+def test_grib_one_step_per_file_accumulated_from_zero(tmp_path):
+    """As ECMWF publishes tp: one file per step, each accumulated from the start."""
+    files = []
+    for k, step in enumerate(("0-6", "0-12"), start=1):
+        path = tmp_path / f"tp_{k}.grib2"
+        with open(path, "wb") as fh:
+            grib_message(fh, np.full((2, 3), 4.0 * k * k), step=step)
+        files.append(path)
+    da = open_forecast(files[::-1])
+    assert da[:, 0, 0].values.tolist() == [4.0, 12.0]
+    assert (da.interval.values == np.timedelta64(6, "h")).all()
+    assert da.attrs["source"] == "tp_1.grib2, tp_2.grib2"

@@ -56,6 +56,7 @@ class _Msg:
     values: np.ndarray | None = None
     lat: np.ndarray | None = None
     lon: np.ndarray | None = None
+    summed: bool = False
 
 
 def _get(h: object, key: str, default: object = None) -> object:
@@ -147,6 +148,7 @@ def _scan(path: Path, opts: ForecastOptions) -> tuple[list[_Msg], list[str]]:
                 ref, start, end = _times(h, f"{where}: message {i + 1} ({label})")
                 m = _Msg(i, short, param, units, str(_get(h, "gridType", "")),
                          (int(_get(h, "Nj", 0)), int(_get(h, "Ni", 0))), ref, start, end)  # type: ignore
+                m.summed = _get(h, "typeOfStatisticalProcessing") == 1 or _get(h, "stepType") == "accum"
                 if _is_wanted(m, opts):
                     if m.grid_type == "regular_ll":
                         vals = np.asarray(eccodes.codes_get_values(h), dtype="float64")
@@ -238,4 +240,5 @@ def read_grib(path: Path, opts: ForecastOptions) -> RawField:
         values=values, x=np.asarray(x, dtype="float64"), y=np.asarray(y, dtype="float64"),
         times=np.array([m.end for m in msgs], dtype="datetime64[ns]"), units=first.units, crs=crs,
         where=where, source=name, starts=start_arr, accumulated=accumulated, reference_time=first.ref,
+        notes=["time: sum"] if all(m.summed for m in msgs) else [],
     )
