@@ -406,3 +406,24 @@ def test_held_messages_approval_queue_and_receipt_reconciliation(store):
     again = store.lease(h(2), lease_s=60)
     assert [m.id for m in again] == [msgs[1].id]
     assert store.outbox(phone=msgs[0].phone)[0].status == "sent"
+
+
+def test_a_later_migration_is_applied_once_in_order(url, monkeypatch):
+    from sqlalchemy import inspect, text
+
+    from riskmap.store import migrations
+
+    Store.open(url).close()  # a v1 database
+
+    def v2(conn):
+        conn.execute(text("ALTER TABLE runs ADD COLUMN note_v2 TEXT"))
+
+    monkeypatch.setitem(migrations.MIGRATIONS, CURRENT + 1, v2)
+    monkeypatch.setattr(migrations, "CURRENT", CURRENT + 1)
+    s = Store.open(url)
+    with s.engine.connect() as conn:
+        q = select(t.schema_version.c.version).order_by(t.schema_version.c.version)
+        assert list(conn.execute(q).scalars()) == list(range(1, CURRENT + 2))
+        assert "note_v2" in {c["name"] for c in inspect(conn).get_columns("runs")}
+    s.close()
+    Store.open(url).close()  # nothing left to apply: no error from re-adding the column
