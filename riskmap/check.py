@@ -5,17 +5,23 @@ and :func:`check_raw` runs every rule over the raw frames, vectorised; nothing i
 repaired.  Each :class:`~riskmap.region_io.Problem` names the layer, the row
 (village code, feature id, or ``#N`` for the N-th record) and the column.
 
-Rules (errors unless marked *warning*): mandatory layer present; required columns
+Rules (errors unless marked *warning*): mandatory layer present and not empty; required columns
 present; vector layers have a CRS, geometries present, non-empty, of an allowed
 type and valid (with :func:`shapely.validation.explain_validity` and the fix to
 apply); village codes present, 12 digits, unique; township/county names agree with
 the code prefixes (*warning*); ids present and unique; counts (population,
 households, threatened_*, workers, capacity) whole and non-negative; reservoir
-scale and status known; links resolve (reservoir_zones.reservoir_id,
+scale and status known, scale agreeing with storage_m3 (*warning*); hazard-site and
+mine kinds known (*warning*); links resolve (reservoir_zones.reservoir_id,
 contacts.admin_code, contacts.feature_layer + feature_id,
 critical_rainfall.village_code); roles known; households belong to a village;
-phone numbers well formed (masked in messages); soil states known;
-prepare_mm ≤ immediate_mm; one threshold per village, duration and soil.
+phone numbers well formed (masked in messages); household locations in degrees;
+soil states known; durations > 0; prepare_mm ≤ immediate_mm; one threshold per
+village, duration and soil.  Codes a spreadsheet turned into numbers get advice.
+
+To check and load from one reading, use :func:`riskmap.region_io.read_region_raw`,
+:func:`check_raw` and :func:`riskmap.region.region_from_raw` (as
+:func:`riskmap.region.load_region` does).
 
 Examples
 --------
