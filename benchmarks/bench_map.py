@@ -6,7 +6,8 @@ UTM 48N, in 200 townships; levels drawn at random (seeded: ~85 % none, the rest 
 grid of 0.01° cells with a 24-hour storm for the rainfall overlay (optional).
 
 Measured: building the map (``warning_map``), rendering and writing the HTML (``write_map``), the file size,
-and in headless Chromium (Debian ``/usr/bin/chromium`` driven by Playwright, networking off) the time from
+the static report (``report_figure`` + ``write_report``, PNG and PDF), and in headless Chromium (Debian
+``/usr/bin/chromium`` driven by Playwright, networking off) the time from
 navigation until the villages are drawn (the page's ``load`` event, the village layer built, two animation
 frames painted), plus console errors and outside requests (both must be zero).  Targets (issue #8):
 HTML < 30 MB, render < 10 s.
@@ -31,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 X0, Y1, RES = 104.0, 31.0, 0.01
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 
 def make_region(n: int, nx: int, ny: int, seed: int):
@@ -141,6 +143,7 @@ def main() -> int:
     ap.add_argument("--no-rain", action="store_true")
     ap.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
     ap.add_argument("--keep", type=Path, help="also copy the HTML here")
+    ap.add_argument("--no-report", action="store_true", help="skip timing the static PNG/PDF report")
     args = ap.parse_args()
     if args.smoke:
         args.villages, args.nx, args.ny = 2000, 100, 80
@@ -168,9 +171,23 @@ def main() -> int:
         if args.keep:
             shutil.copy(path, args.keep)
         browser = render_in_chromium(path, args.chromium)
+        report: dict[str, object] = {}
+        if not args.no_report:
+            from riskmap.report import report_figure, write_report
+
+            t = time.perf_counter()
+            fig = report_figure(region, levels, title="参考省 Reference province", issuer="省防指",
+                                run_time=pd.Timestamp("2026-07-01T00:00:00Z"))
+            figure_s = time.perf_counter() - t
+            t = time.perf_counter()
+            png, pdf = write_report(fig, Path(tmp) / "report.png", Path(tmp) / "report.pdf")
+            write_s_ = time.perf_counter() - t
+            report = {"report_figure_s": round(figure_s, 2), "report_write_s": round(write_s_, 2),
+                      "report_png_mb": round(png.stat().st_size / 1e6, 2),
+                      "report_pdf_mb": round(pdf.stat().st_size / 1e6, 2)}
     result = {"villages": len(region.villages), "make_inputs_s": round(make_s, 2),
               "build_s": round(build_s, 2), "write_s": round(write_s, 2), "html_mb": round(size_mb, 2),
-              **browser,
+              **browser, **report,
               "targets": {"html_mb": 30, "render_s": 10}}
     print(json.dumps(result, ensure_ascii=False, indent=2))
     ok = (size_mb < 30 and browser["render_s"] < 10 and not browser["console_errors"]
