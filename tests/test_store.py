@@ -427,3 +427,15 @@ def test_a_later_migration_is_applied_once_in_order(url, monkeypatch):
         assert "note_v2" in {c["name"] for c in inspect(conn).get_columns("runs")}
     s.close()
     Store.open(url).close()  # nothing left to apply: no error from re-adding the column
+
+
+def test_mark_many_in_one_transaction(store):
+    cycle(store, levels((V1, 2), (V2, 3), at=h(0)), h(0))
+    a, b = store.lease(h(1))
+    n = store.mark_many([{"id": a.id, "status": "sent", "gateway_id": "gw-a"},
+                         {"id": b.id, "status": "failed", "error": "busy", "next_attempt_at": h(2)}], h(1))
+    assert n == 2
+    got = {m.id: (m.status, m.gateway_id, m.next_attempt_at) for m in store.outbox()}
+    assert got == {a.id: ("sent", "gw-a", None), b.id: ("failed", "", h(2))}
+    with pytest.raises(StoreError, match="unknown outbox status"):
+        store.mark_many([{"id": a.id, "status": "lost"}], h(1))

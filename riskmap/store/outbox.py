@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, or_, select, update
+from sqlalchemy import Engine, and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from riskmap.errors import StoreError
@@ -81,6 +81,24 @@ class OutboxMixin:
             res = conn.execute(update(t.outbox).where(t.outbox.c.id == outbox_id).values(**values))
             if not res.rowcount:
                 raise StoreError(f"store {self.url}: no outbox message {outbox_id}")
+
+    def mark_many(self, marks: Sequence[Mapping[str, Any]], at: datetime) -> int:
+        """Set many statuses in one transaction (one fsync): each mapping has ``id`` and ``status``, and
+        optionally ``gateway_id``, ``error``, ``next_attempt_at``.  Returns how many rows changed."""
+        if not marks:
+            return 0
+        bad = [m["status"] for m in marks if m["status"] not in OUTBOX_STATUSES]
+        if bad:
+            raise StoreError(f"store: unknown outbox status {bad[0]!r} (known: {', '.join(OUTBOX_STATUSES)})")
+        rows = [{"m_id": m["id"], "m_status": m["status"], "m_gw": m.get("gateway_id") or "",
+                 "m_error": m.get("error") or "", "m_next": m.get("next_attempt_at"), "m_at": at}
+                for m in marks]
+        stmt = (update(t.outbox).where(t.outbox.c.id == bindparam("m_id"))
+                .values(status=bindparam("m_status"), updated_at=bindparam("m_at"), lease_until=None,
+                        next_attempt_at=bindparam("m_next"), last_error=bindparam("m_error"),
+                        gateway_id=func.coalesce(func.nullif(bindparam("m_gw"), ""), t.outbox.c.gateway_id)))
+        with guard(f"{self.url} mark_many"), self.engine.begin() as conn:
+            return int(conn.execute(stmt, rows).rowcount or 0)
 
     def queue(self, run_id: str, rows: Sequence[OutboxRow | Mapping[str, Any]], at: datetime) -> int:
         """Queue messages outside a decision (escalations, summaries) idempotently; returns the new count."""
