@@ -53,50 +53,19 @@ RULE_KIND = "hazard_rules"
 """The ``kind`` of a rule file."""
 OTHER_FILES = ("routing.yaml", "templates.yaml")
 """Files in the rules folder that belong to other modules (skipped even without ``kind``)."""
-CONTEXT_PARAMS = (
-    "river_distance_m",
-    "hazard_site_distance_m",
-    "mine_distance_m",
-    "downstream_distance_m",
-    "downstream_buffer_m",
-    "point_village_radius_m",
+CONTEXT_PARAMS = tuple(
+    "river_distance_m hazard_site_distance_m mine_distance_m downstream_distance_m "
+    "downstream_buffer_m point_village_radius_m".split()
 )
 """Keys allowed in a rule file's ``context:`` section (see :class:`riskmap.context.ContextParams`)."""
 UNITS = {"mm": 1.0, "cm": 10.0, "mm/h": None}
 """Threshold units: millimetres, centimetres, or an intensity (mm/h × window hours)."""
 
-_TOP = {
-    "kind",
-    "id",
-    "hazard",
-    "enabled",
-    "overrides",
-    "applies_where",
-    "horizons_h",
-    "internal",
-    "action_zh",
-    "action_en",
-    "context",
-    "soil_state",
-    "escalate",
-    "levels",
-    "source",
-    "description",
-}
-_COND = {
-    "id",
-    "feature",
-    "statistic",
-    "window_h",
-    "threshold_mm",
-    "threshold",
-    "unit",
-    "at",
-    "hazard",
-    "at_least",
-    "where",
-    "why",
-}
+_TOP = set(
+    "kind id hazard enabled overrides applies_where horizons_h internal action_zh action_en context "
+    "soil_state escalate levels source description".split()
+)
+_COND = set("id feature statistic window_h threshold_mm threshold unit at hazard at_least where why".split())
 _TEST_OPS = {"at_least": ">=", "at_most": "<=", "equals": "=="}
 _NUM_UNIT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z/]+)\s*$")
 
