@@ -150,7 +150,7 @@ def _scan(path: Path, opts: ForecastOptions) -> tuple[list[_Msg], list[str]]:
                          (int(_get(h, "Nj", 0)), int(_get(h, "Ni", 0))), ref, start, end)  # type: ignore
                 m.summed = _get(h, "typeOfStatisticalProcessing") == 1 or _get(h, "stepType") == "accum"
                 if _is_wanted(m, opts):
-                    if m.grid_type == "regular_ll":
+                    if m.grid_type in ("regular_ll", "regular_gg"):
                         vals = np.asarray(eccodes.codes_get_values(h), dtype="float64")
                         if int(_get(h, "bitmapPresent", 0)):  # type: ignore[call-overload]
                             vals[vals == float(_get(h, "missingValue", 9999))] = np.nan  # type: ignore[arg-type]
@@ -222,7 +222,7 @@ def read_grib(path: Path, opts: ForecastOptions) -> RawField:
     if len({m.grid_type for m in msgs}) > 1 or len({m.shape for m in msgs}) > 1:
         raise ForecastError(
             f"{where}: coordinates change between times (messages on different grids)")
-    if first.grid_type == "regular_ll":
+    if first.grid_type in ("regular_ll", "regular_gg"):
         for m in msgs[1:]:
             if not (np.allclose(m.lat, first.lat) and np.allclose(m.lon, first.lon)):  # type: ignore[arg-type]
                 raise ForecastError(
