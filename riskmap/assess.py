@@ -20,6 +20,7 @@ from riskmap.config import Settings
 from riskmap.region import Region
 from riskmap.rules import Assessment, RuleSet, build_features, evaluate
 from riskmap.rules.features import Features
+from riskmap.weights import CoverageWeights
 from riskmap.windows import effective_rainfall
 
 
@@ -34,7 +35,8 @@ class AssessResult:
 
 
 def assess(region: Region, context: pd.DataFrame, rain: xr.Dataset, ruleset: RuleSet, settings: Settings,
-           now: datetime) -> AssessResult:
+           now: datetime, *, grid: xr.DataArray | None = None, weights: CoverageWeights | None = None
+           ) -> AssessResult:
     """Evaluate every rule for every village of ``region`` at ``now``.
 
     Parameters
@@ -53,6 +55,10 @@ def assess(region: Region, context: pd.DataFrame, rain: xr.Dataset, ruleset: Rul
         Effective-rainfall parameters, language and time zone come from here.
     now
         Aware instant separating observed from forecast.
+    grid, weights
+        The rainfall grid and its coverage weights: with them the ``max`` statistic of a window is
+        the largest accumulation at any single cell the village touches (exact); without them an
+        upper bound (with a :class:`~riskmap.errors.DataWarning`).
     """
     rs = settings.rainfall
     effective = xr.Dataset({
@@ -61,7 +67,7 @@ def assess(region: Region, context: pd.DataFrame, rain: xr.Dataset, ruleset: Rul
         for stat in ("mean", "max") if stat in rain
     })
     features = build_features(ruleset, context, rain, now=now, effective=effective,
-                              critical_rainfall=region.critical_rainfall)
+                              critical_rainfall=region.critical_rainfall, grid=grid, weights=weights)
     assessment = evaluate(ruleset, features, context, now=pd.Timestamp(now),
                           language=settings.office.language, tz=settings.office.timezone)
     return AssessResult(assessment, features, rain)

@@ -161,7 +161,7 @@ def run_cycle(req: CycleRequest, progress: Progress | None = None) -> CycleRepor
     with timer.stage("context"):
         context = compute_context(region)
     with timer.stage("assess"):
-        result = assess(region, context, rain, ruleset, s, now)
+        result = assess(region, context, rain, ruleset, s, now, grid=grid, weights=weights)
     levels = result.assessment.hazard_levels
     db_url = default_db_url(req)
     with timer.stage("store"):

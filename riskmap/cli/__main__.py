@@ -1,0 +1,5 @@
+"""``python -m riskmap.cli``."""
+
+from riskmap.cli import main
+
+main()
