@@ -14,6 +14,7 @@ from riskmap.errors import DataWarning
 from riskmap.levels_csv import LEVELS_CSV_COLUMNS, read_levels_csv, to_levels_csv
 from riskmap.rules import build_features, evaluate, features_from_windows, load_rules, packaged_rules_dir
 from riskmap.rules.engine import HAZARD_COLUMNS
+from riskmap.rules.features import antecedent_rainfall
 
 RULES = load_rules(packaged_rules_dir())
 
@@ -254,3 +255,17 @@ def test_no_rain_gives_typed_empty_levels() -> None:
     assert hl.empty and tuple(hl.columns) == HAZARD_COLUMNS
     assert str(hl.window_end.dtype) == "datetime64[ns, UTC]" and hl.level.dtype == "int64"
     assert a.villages.level.tolist() == [0, 0, 0] and a.villages.color.tolist() == ["none"] * 3
+
+
+def test_antecedent_rainfall_uses_observed_only() -> None:
+    c = codes(2)
+    t = pd.date_range("2026-06-28T01:00", periods=120, freq="h")  # to 2026-07-03 00:00 UTC
+    mean = np.zeros((2, 120))
+    mean[0, :] = 1.0  # 1 mm every hour, observed and forecast
+    da = xr.DataArray(mean, dims=("village", "time"), coords={"village": c, "time": t.values})
+    ante = antecedent_rainfall(da, NOW, k=1.0, n_days=3)
+    # NOW = 2026-07-01 00:00 UTC = 08:00 Beijing: day 0 has no observed hours yet, days 1-3 have 24 h each
+    assert ante.values.tolist() == [72.0, 0.0]
+    with pytest.warns(DataWarning, match="no observed rainfall"):
+        none = antecedent_rainfall(da, pd.Timestamp("2026-06-27T00:00", tz="UTC"), k=0.8, n_days=3)
+    assert np.isnan(none.values).all()

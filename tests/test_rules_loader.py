@@ -211,3 +211,43 @@ def test_lookup_order(tmp_path: Path) -> None:
     assert load_rules(find_rules_dir(None, None, tmp_path)).rule("rainstorm").id == "rs"
     with pytest.raises(RuleError, match="--rules"):
         find_rules_dir(tmp_path / "nope", None, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("spec", "window_h", "mm"),
+    [
+        ("threshold: 5 cm", 3, 50.0),
+        ("threshold: '50 mm'", 3, 50.0),
+        ("threshold: 20 mm/h", 3, 60.0),
+        ("threshold_mm: 20, unit: mm/h", 6, 120.0),
+        ("threshold: {intensity_duration: {a: 14.82, b: 0.39}}", 6, round(14.82 * 6**0.61, 3)),
+    ],
+)
+def test_threshold_units(spec: str, window_h: int, mm: float) -> None:
+    text = f"""kind: hazard_rules
+id: u
+hazard: waterlogging
+levels:
+  red: [{{feature: rain, statistic: max, window_h: {window_h}, {spec}}}]
+"""
+    rule = parse_rule_text(text, "u.yaml")
+    assert rule.levels[0].conditions[0].threshold.mm == pytest.approx(mm)
+
+
+def test_lists_of_windows_expand_with_ids() -> None:
+    rule = parse_rule_text(
+        GOOD.replace(
+            "{id: rs-red, feature: rain, statistic: max, window_h: 3, threshold_mm: 100}",
+            "{id: rs-red, feature: rain, statistic: max, window_h: [1, 6], threshold_mm: [100, 150]}",
+        ),
+        "rs.yaml",
+    )
+    red = rule.levels[0].conditions
+    assert [(c.id, c.window_h, c.threshold.mm) for c in red] == [
+        ("rs-red/1h", 1, 100.0),
+        ("rs-red/6h", 6, 150.0),
+    ]
+    with pytest.raises(RuleError, match=r"key 'levels.red\[0\].threshold_mm': 1 thresholds for 2 windows"):
+        parse_rule_text(
+            GOOD.replace("window_h: 3, threshold_mm: 100", "window_h: [1, 6], threshold_mm: [100]"), "rs.yaml"
+        )

@@ -244,6 +244,37 @@ def critical_thresholds(
     return out
 
 
+def antecedent_rainfall(
+    rain_mean: xr.DataArray,
+    now: Any,
+    *,
+    k: float,
+    n_days: int,
+    day_boundary: str = "08:00",
+    tz: str = "Asia/Shanghai",
+) -> xr.DataArray:
+    """Effective rainfall from the observed part only (intervals ending at or before ``now``).
+
+    This is the soil's wetness before the forecast rain — what chooses the torrent indicator's soil state —
+    whereas the geohazard rule's effective rainfall includes the forecast day.  Without observed data
+    the result is NaN (soil state then counts as normal) and a :class:`~riskmap.errors.DataWarning` is issued.
+    """
+    from riskmap.windows import effective_rainfall
+
+    now64 = _utc(now).tz_localize(None).to_datetime64()
+    observed = rain_mean.isel(time=np.flatnonzero(rain_mean["time"].values <= now64))
+    if observed.sizes["time"] == 0:
+        warnings.warn(
+            "features: no observed rainfall before now; soil state taken as normal", DataWarning, stacklevel=2
+        )
+        return xr.DataArray(
+            np.full(rain_mean.sizes["village"], np.nan),
+            dims="village",
+            coords={"village": rain_mean["village"].values},
+        )
+    return effective_rainfall(observed, now, k=k, n_days=n_days, day_boundary=day_boundary, tz=tz)
+
+
 def features_from_windows(
     ruleset: RuleSet,
     context: pd.DataFrame,
