@@ -156,10 +156,9 @@ def village_table(region: Region, levels: pd.DataFrame) -> pd.DataFrame:
             table[f"_lv_{col}"] = joined[col].values
     rain_cols = sorted((c for c in joined.columns if _RAIN_COL.match(str(c))),
                        key=lambda c: float(_RAIN_COL.match(str(c)).group(1)))  # type: ignore[union-attr]
-    table["_rain"] = [
-        [[f"{_RAIN_COL.match(c).group(1)} h", clean(joined.at[i, c])] for c in rain_cols]  # type: ignore[union-attr]
-        for i in joined.index
-    ]
+    windows = [(f"{_RAIN_COL.match(c).group(1)} h", joined[c].tolist())  # type: ignore[union-attr]
+               for c in rain_cols]
+    table["_rain"] = [[[label, clean(values[i])] for label, values in windows] for i in range(len(joined))]
     contacts = region.contacts
     if "admin_code" in contacts.columns and len(contacts):
         counts = contacts["admin_code"].astype(str).str.strip().value_counts()
@@ -177,17 +176,22 @@ def village_properties(table: pd.DataFrame) -> list[dict[str, object]]:
     ``k`` number of contacts (never their numbers), ``a`` acknowledgement status.
     """
     ack = next((f"_lv_{c}" for c in _ACK_COLS if f"_lv_{c}" in table.columns), None)
+    n = len(table)
+    sources = {"n": "name", "t": "township", "h": "_lv_hazards", "r": "_lv_reasons", "s": "_lv_score",
+               "p": "population", "hh": "households", "a": ack}
+    columns = {key: table[col].tolist() if col is not None and col in table.columns else [None] * n
+               for key, col in sources.items()}
+    codes, levels, contacts, rain = (table[c].tolist() for c in ("code", "level", "_contacts", "_rain"))
     props = []
-    for _, row in table.iterrows():
-        p = {"c": row["code"], "n": clean(row.get("name")), "t": clean(row.get("township")),
-             "l": int(row["level"]), "h": clean(row.get("_lv_hazards")), "r": clean(row.get("_lv_reasons")),
-             "s": clean(row.get("_lv_score")), "p": clean(row.get("population")),
-             "hh": clean(row.get("households")), "k": int(row["_contacts"])}
-        if row["_rain"]:
-            p["w"] = row["_rain"]
-        if ack is not None:
-            p["a"] = clean(row[ack])
-        props.append({k: v for k, v in p.items() if v is not None and v != ""})
+    for i in range(n):
+        p: dict[str, object] = {"c": codes[i], "l": int(levels[i]), "k": int(contacts[i])}
+        for key, values in columns.items():
+            value = clean(values[i])
+            if value is not None and value != "":
+                p[key] = value
+        if rain[i]:
+            p["w"] = rain[i]
+        props.append(p)
     return props
 
 
