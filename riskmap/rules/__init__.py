@@ -14,12 +14,13 @@ from __future__ import annotations
 
 from riskmap.rules.engine import Assessment, evaluate
 from riskmap.rules.explain import explain_village
-from riskmap.rules.features import Features, build_features, features_from_windows
+from riskmap.rules.features import Features, antecedent_rainfall, build_features, features_from_windows
 from riskmap.rules.loader import build_ruleset, find_rules_dir, load_rules, packaged_rules_dir
 from riskmap.rules.model import HazardRule, RuleSet
 
 __all__ = [
     "Assessment",
+    "antecedent_rainfall",
     "Features",
     "HazardRule",
     "RuleSet",
