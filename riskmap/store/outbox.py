@@ -8,7 +8,6 @@ transaction.  A dispatcher leases due rows (``queued``/``failed`` with
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
@@ -20,7 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from riskmap.errors import StoreError
 from riskmap.store import tables as t
 from riskmap.store.db import guard, insert_ignore
-from riskmap.store.records import OutboxRecord, OutboxRow
+from riskmap.store.records import OutboxRecord, OutboxRow, row_dict
 
 OUTBOX_STATUSES = ("queued", "held", "leased", "sent", "delivered", "failed")
 _FIELDS = [f for f in OutboxRecord.__dataclass_fields__]
@@ -102,7 +101,7 @@ class OutboxMixin:
 
     def queue(self, run_id: str, rows: Sequence[OutboxRow | Mapping[str, Any]], at: datetime) -> int:
         """Queue messages outside a decision (escalations, summaries) idempotently; returns the new count."""
-        data = [{**(r if isinstance(r, Mapping) else dataclasses.asdict(r)), "run_id": run_id,
+        data = [{**row_dict(r), "run_id": run_id,
                  "created_at": at, "updated_at": at} for r in rows]
         with guard(f"{self.url} queue {run_id}"), self.engine.begin() as conn:
             return insert_ignore(conn, t.outbox, data, "idempotency_key")

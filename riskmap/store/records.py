@@ -51,6 +51,13 @@ def run_key(meta: RunMeta) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+def row_dict(row: Any) -> dict[str, Any]:
+    """A record or mapping as a plain dict (shallow; ``dataclasses.asdict`` deep-copies and is slow)."""
+    if isinstance(row, Mapping):
+        return dict(row)
+    return {f: getattr(row, f) for f in row.__dataclass_fields__}
+
+
 def outbox_key(run_id: str, change_key: str, contact: str, channel: str) -> str:
     """The outbox idempotency key: one message per run, change, contact and channel."""
     return f"{run_id}:{change_key}:{contact}:{channel}"

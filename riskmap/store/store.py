@@ -46,7 +46,7 @@ from riskmap.store import tables as t
 from riskmap.store.db import guard, insert_ignore
 from riskmap.store.migrations import migrate
 from riskmap.store.outbox import OutboxMixin
-from riskmap.store.records import CapRow, EventRecord, OutboxRow, RunMeta, RunRecord
+from riskmap.store.records import CapRow, EventRecord, OutboxRow, RunMeta, RunRecord, row_dict
 
 _STATE_FIELDS = [f.name for f in dataclasses.fields(WarningState)]
 
@@ -204,7 +204,7 @@ class Store(OutboxMixin):
         changes the stored warnings.
         """
         at = at or _clock()
-        outbox = [r if isinstance(r, Mapping) else dataclasses.asdict(r) for r in outbox_rows]
+        outbox = [row_dict(r) for r in outbox_rows]
         caps = list(cap_rows)
         with guard(f"{self.url} commit run {run_id}"), self.engine.begin() as conn:
             run = conn.execute(select(t.runs).where(t.runs.c.id == run_id).with_for_update()).first()
