@@ -9,7 +9,9 @@ and the loader work from, so a run reads each file once.
 What "raw" keeps and what it already fixes:
 
 * geometries stay in their declared CRS (``None`` if none was declared);
-* column names are stripped and matched case-insensitively to the schema;
+* column names are stripped and matched case-insensitively to the schema; the
+  Chinese headers offices use (``姓名``, ``手机号码``, ``人口(人)``, ``准备转移(mm)`` …, see
+  ``_ZH``) and short shapefile names (:data:`SHAPEFILE_ALIASES`) are understood;
 * key and text columns (:data:`TEXT_COLUMNS`: codes, ids, phones, roles …) are
   strings (pandas ``str`` dtype, missing = NaN), never floats: ``5.1e11`` read
   from a numeric field becomes ``'510100000000'``; CSV/xlsx text keeps its leading
@@ -35,6 +37,8 @@ The value normalisers both use (:func:`text_column`, :func:`numbers`,
 from __future__ import annotations
 
 import io
+import re
+import unicodedata
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -65,6 +69,31 @@ SHAPEFILE_ALIASES = {
     "threat_hh": "threatened_households", "threaten_1": "threatened_households",
 }
 """Short names for columns longer than a shapefile's 10 characters (and GDAL's truncations of them)."""
+
+_ZH = {
+    "*": {"编号": "id", "名称": "name", "类型": "kind", "类别": "kind"},
+    "villages": {"统计用区划代码": "code", "区划代码": "code", "村代码": "code", "村名": "name",
+                 "村名称": "name", "人口": "population", "人口数": "population", "户数": "households",
+                 "乡镇": "township", "乡镇街道": "township", "县": "county", "县区": "county",
+                 "区县": "county"},
+    "reservoirs": {"规模": "scale", "工程规模": "scale", "状态": "status", "安全状况": "status"},
+    "reservoir_zones": {"水库编号": "reservoir_id"},
+    "hazard_sites": {"灾种": "kind", "威胁人数": "threatened_people", "威胁人口": "threatened_people",
+                     "威胁户数": "threatened_households"},
+    "mines": {"作业人数": "workers", "从业人数": "workers", "下井人数": "workers"},
+    "shelters": {"容量": "capacity", "可容纳人数": "capacity"},
+    "contacts": {"姓名": "name", "电话": "phone", "手机": "phone", "手机号": "phone", "手机号码": "phone",
+                 "联系电话": "phone", "角色": "role", "区划代码": "admin_code", "行政区划代码": "admin_code",
+                 "对象图层": "feature_layer", "对象编号": "feature_id", "户号": "household_id",
+                 "经度": "lon", "纬度": "lat"},
+    "critical_rainfall": {"村代码": "village_code", "区划代码": "village_code", "时段": "duration_h",
+                          "历时": "duration_h", "土壤": "soil", "土壤含水量": "soil",
+                          "准备转移": "prepare_mm", "准备转移雨量": "prepare_mm",
+                          "立即转移": "immediate_mm", "立即转移雨量": "immediate_mm"},
+}
+"""Chinese column headers offices use, per layer (``*``: every layer); units in brackets are ignored."""
+
+_UNIT = re.compile(r"\s*[(（][^()（）]*[)）]$")
 
 VECTOR_SUFFIXES = (".gpkg", ".geojson", ".json", ".shp")
 TABLE_SUFFIXES = (".csv", ".xlsx", ".gpkg")
@@ -133,7 +162,9 @@ def _tidy(frame: pd.DataFrame, layer: str) -> pd.DataFrame:
         if col == "geometry" or not isinstance(col, str):
             continue
         key = col.strip().lower()
-        key = SHAPEFILE_ALIASES.get(key, key) if key not in known else key
+        if key not in known:
+            bare = _UNIT.sub("", unicodedata.normalize("NFKC", key)).strip()
+            key = _ZH.get(layer, {}).get(bare) or _ZH["*"].get(bare) or SHAPEFILE_ALIASES.get(key, key)
         if key in known and key != col and key not in frame.columns and key not in rename.values():
             rename[col] = key
     if rename:

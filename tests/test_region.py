@@ -273,3 +273,20 @@ def test_gbk_shapefile_marked_ansi_by_arcgis(tmp_path: Path) -> None:
     data[29] = 0x57  # language driver id "ANSI"
     dbf.write_bytes(bytes(data))
     assert load_region(folder).villages["name"].tolist() == ["东村", "西村", "南村", "北村"]
+
+
+def test_chinese_column_headers_of_office_spreadsheets(tmp_path: Path) -> None:
+    layers = valid_layers()
+    layers["contacts"] = layers["contacts"].rename(columns={
+        "name": "姓名", "phone": "手机号码", "role": "角色", "admin_code": "行政区划代码",
+        "feature_layer": "对象图层", "feature_id": "对象编号", "household_id": "户号", "lon": "经度",
+        "lat": "纬度"})
+    layers["critical_rainfall"] = layers["critical_rainfall"].rename(columns={
+        "village_code": "村代码", "duration_h": "时段(h)", "soil": "土壤", "prepare_mm": "准备转移（mm）",
+        "immediate_mm": "立即转移(毫米)"})
+    layers["villages"] = layers["villages"].rename(columns={"population": "人口（人）", "households": "户数"})
+    region = load_region(write_dir(layers, tmp_path / "zh", table=".xlsx"))
+    assert region.contacts["phone"].tolist()[0] == "0571-87654321"
+    assert region.contacts["household_id"].dropna().tolist() == ["0007"]
+    assert region.critical_rainfall["immediate_mm"].tolist()[:2] == [45.0, 70.0]
+    assert region.villages["population"].tolist() == [820, 455, 1203, 96]
