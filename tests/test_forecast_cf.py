@@ -332,3 +332,28 @@ def test_time_index_selects_one_stored_step(tmp_path):
     assert open_forecast(path, time_index=-1)[0, 0, 0] == 6.0
     with pytest.raises(ForecastError, match=r"acc\.nc: variable .precip.: time_index=3 is out of range"):
         open_forecast(path, time_index=3)
+
+
+def test_bounds_rule_time_labelling_the_start_and_climatology_bounds(tmp_path):
+    ends = hours(1, 2)
+    ds = demo_like(np.full((2, 3, 4), 2.0), ends=ends)
+    ds = ds.assign_coords(time=("time", ends - H, {"bounds": "time_bnds"}))  # time labels the START
+    ds["time"].encoding["units"] = "minutes since 2024-07-15 00:00:00"
+    da = open_forecast(write(ds, tmp_path / "start.nc"))
+    assert list(da.time.values) == list(ends)  # the bounds rule: time = interval end
+    ds2 = ds.assign_coords(time=("time", ends - H, {"climatology": "time_bnds"}))
+    assert list(open_forecast(ds2).time.values) == list(ends)
+
+
+def test_curvilinear_and_extra_dimensions_are_refused():
+    lat2d = xr.DataArray(np.array([[30.0, 30.0], [30.1, 30.1]]), dims=("j", "i"))
+    ds = xr.Dataset({"pr": (("time", "j", "i"), np.ones((1, 2, 2)), {"units": "mm"})},
+                    coords={"time": hours(1), "lat": lat2d, "lon": lat2d + 70})
+    with pytest.raises(ForecastError, match="cannot tell the x and y dimensions"):
+        open_forecast(ds, interval="1h")
+    ens = xr.Dataset({"pr": (("member", "time", "lat", "lon"), np.ones((3, 1, 2, 2)), {"units": "mm"})},
+                     coords={"time": hours(1), "lat": ("lat", [0.0, 1.0], {"units": "degrees_north"}),
+                             "lon": ("lon", [0.0, 1.0], {"units": "degrees_east"})})
+    with pytest.raises(ForecastError, match="extra dimension 'member' of size 3; select one first"):
+        open_forecast(ens, interval="1h")
+    assert open_forecast(ens.isel(member=[0]), interval="1h").shape == (1, 2, 2)
