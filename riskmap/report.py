@@ -290,3 +290,22 @@ def write_report(fig, png: str | os.PathLike[str] | None = None, pdf: str | os.P
             raise RiskmapIOError(f"report {target}: cannot write: {exc}") from exc
         written.append(target)
     return written
+
+
+def write_report_files(out_dir: str | os.PathLike[str], region: Region, levels: pd.DataFrame, *, title: str,
+                       issuer: str, run_time: datetime | pd.Timestamp | str, tz: str = "Asia/Shanghai",
+                       messages: pd.DataFrame | None = None) -> dict[str, Path]:
+    """Write ``report.png``, ``report.pdf`` and ``townships.csv`` (UTF-8, the full table) into ``out_dir``.
+
+    Returns name → path (``png``, ``pdf``, ``townships``), for ``riskmap report``.
+    """
+    folder = Path(out_dir)
+    fig = report_figure(region, levels, title=title, issuer=issuer, run_time=run_time, tz=tz,
+                        messages=messages)
+    png, pdf = write_report(fig, folder / "report.png", folder / "report.pdf")
+    csv = folder / "townships.csv"
+    try:
+        township_table(region, levels, messages).to_csv(csv, index=False, encoding="utf-8")
+    except OSError as exc:
+        raise RiskmapIOError(f"report {csv}: cannot write: {exc}") from exc
+    return {"png": png, "pdf": pdf, "townships": csv}

@@ -15,7 +15,14 @@ from maps_fixture import CODES, EVIL, make_levels, make_region
 from riskmap.errors import DataWarning, InputError, RiskmapIOError
 from riskmap.levels import Level
 from riskmap.maps.legend import FILL_OPACITY
-from riskmap.report import find_cjk_font, nice_length, report_figure, township_table, write_report
+from riskmap.report import (
+    find_cjk_font,
+    nice_length,
+    report_figure,
+    township_table,
+    write_report,
+    write_report_files,
+)
 
 ISSUER = "青山县防汛抗旱指挥部办公室"
 
@@ -147,3 +154,13 @@ def test_names_in_report_are_plain_text(tmp_path, cjk: str) -> None:
         _need("pdftotext (poppler-utils) is not installed")
     text = subprocess.run(["pdftotext", str(pdf), "-"], check=True, capture_output=True, text=True).stdout
     assert "$x$<b>镇" in text and "alert(1)" in text
+
+
+def test_report_files_for_the_cli(tmp_path, cjk: str) -> None:
+    files = write_report_files(tmp_path / "OUT", make_region(), make_levels(), title="t", issuer=ISSUER,
+                               run_time="2026-07-01T00:00:00Z", messages=messages())
+    assert sorted(files) == ["pdf", "png", "townships"]
+    assert files["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and files["pdf"].read_bytes()[:5] == b"%PDF-"
+    csv = pd.read_csv(files["townships"], encoding="utf-8")
+    assert csv["township"].tolist() == ["城关镇", "河口乡", "合计 Total"]
+    assert csv.loc[0, "people"] == 1900 and csv.loc[2, "sent"] == 3
