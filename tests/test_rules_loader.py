@@ -251,3 +251,20 @@ def test_lists_of_windows_expand_with_ids() -> None:
         parse_rule_text(
             GOOD.replace("window_h: 3, threshold_mm: 100", "window_h: [1, 6], threshold_mm: [100]"), "rs.yaml"
         )
+
+
+def test_duplicate_yaml_key_is_an_error_not_silently_dropped() -> None:
+    text = (
+        GOOD + "  red:\n    - {id: rs-red2, feature: rain, statistic: max, window_h: 1, threshold_mm: 90}\n"
+    )
+    with pytest.raises(
+        RuleError, match=r"d\.yaml: rule '\?', key '\(yaml\)': .* line 9.*duplicate key 'red'"
+    ):
+        parse_rule_text(text, "d.yaml")
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "gb18030"])
+def test_files_saved_by_windows_editors_load(tmp_path: Path, encoding: str) -> None:
+    text = "# 暴雨洪涝风险（本地）\n" + GOOD.replace("id: rs\n", "id: rs\naction_zh: 转移人员\n")
+    (tmp_path / "rainstorm.yaml").write_bytes(text.encode(encoding))
+    assert load_rules(tmp_path).rule("rainstorm").action_zh == "转移人员"

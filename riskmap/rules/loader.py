@@ -20,11 +20,17 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from riskmap.errors import RuleError
 from riskmap.rules.model import HAZARDS, STATISTICS, HazardRule, RuleSet, SoilStateSpec
-from riskmap.rules.parse import CONTEXT_PARAMS, OTHER_FILES, RULE_KIND, _Ctx, _number, parse_rule_text
+from riskmap.rules.parse import (
+    CONTEXT_PARAMS,
+    OTHER_FILES,
+    RULE_KIND,
+    _Ctx,
+    _number,
+    load_yaml,
+    parse_rule_text,
+)
 
 __all__ = [
     "OTHER_FILES",
@@ -51,7 +57,7 @@ def build_ruleset(files: Iterable[tuple[str, str]], source: str = "") -> RuleSet
         rule = parse_rule_text(text, file)
         if rule is None:
             continue
-        data = yaml.safe_load(text)
+        data = load_yaml(text, file)
         ctx = _Ctx(file, rule.id)
         for cid in (
             [rule.id] + [c.id for s in rule.levels for c in s.conditions] + [e.id for e in rule.escalations]
@@ -134,6 +140,18 @@ def _order(rules: list[HazardRule]) -> list[HazardRule]:
     return done
 
 
+def _decode(data: bytes, file: str) -> str:
+    """UTF-8 (with or without BOM), else GB18030 (files saved by Chinese Windows editors)."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    try:
+        return data.decode("gb18030")
+    except UnicodeDecodeError:
+        raise RuleError(f"{file}: rule '?', key '(file)': neither UTF-8 nor GB18030 text") from None
+
+
 def load_rules(directory: str | Path | Any) -> RuleSet:
     """Load every rule file (``*.yaml`` with ``kind: hazard_rules``) in a folder.
 
@@ -147,10 +165,7 @@ def load_rules(directory: str | Path | Any) -> RuleSet:
     files = sorted((f for f in folder.iterdir() if f.name.endswith((".yaml", ".yml"))), key=lambda f: f.name)
     pairs = []
     for f in files:
-        try:
-            pairs.append((str(f), f.read_text(encoding="utf-8")))
-        except UnicodeDecodeError:
-            raise RuleError(f"{f}: rule '?', key '(file)': not UTF-8 text") from None
+        pairs.append((str(f), _decode(f.read_bytes(), str(f))))
     ruleset = build_ruleset(pairs, source=str(folder))
     if not ruleset.rules:
         raise RuleError(f"{folder}: rule '?', key '(folder)': no enabled rule files (kind: {RULE_KIND})")

@@ -364,13 +364,36 @@ def parse_rule_data(data: Any, file: str) -> HazardRule | None:
     )
 
 
-def parse_rule_text(text: str, file: str) -> HazardRule | None:
-    """Parse YAML text of one rule file (syntax errors name the line)."""
+class _StrictLoader(yaml.SafeLoader):
+    """A YAML loader that refuses duplicate keys (PyYAML would silently keep the last one)."""
+
+
+def _strict_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (the earlier one would be ignored)", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _strict_mapping)
+
+
+def load_yaml(text: str, file: str) -> Any:
+    """Parse YAML strictly; syntax errors and duplicate keys raise :class:`RuleError` naming the line."""
     try:
-        data = yaml.safe_load(text)
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown line"
         problem = getattr(exc, "problem", None) or str(exc)
         raise RuleError(f"{file}: rule '?', key '(yaml)': YAML syntax error at {where}: {problem}") from None
-    return parse_rule_data(data, file)
+
+
+def parse_rule_text(text: str, file: str) -> HazardRule | None:
+    """Parse YAML text of one rule file (syntax errors and duplicate keys name the line)."""
+    return parse_rule_data(load_yaml(text, file), file)
