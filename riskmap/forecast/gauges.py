@@ -27,7 +27,6 @@ Examples
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +35,10 @@ import pandas as pd
 import xarray as xr
 from pyproj import CRS, Transformer
 
-from riskmap.errors import DataWarning, ForecastError
+from riskmap.errors import ForecastError
 from riskmap.forecast.normalise import RawField, finish
 from riskmap.forecast.options import ForecastOptions
+from riskmap.forecast.validate import warn
 
 DEFAULT_TZ = "Asia/Shanghai"
 """Zone of naive times in a gauge table."""
@@ -88,8 +88,7 @@ def read_gauge_table(source: str | os.PathLike[str] | pd.DataFrame, tz: str = DE
     df["time"] = pd.DatetimeIndex(times)
     nan = df["mm"].isna()
     if nan.any():
-        warnings.warn(f"{name}: {int(nan.sum())} rows without an amount (mm) left out", DataWarning,
-                      stacklevel=2)
+        warn(f"{name}: {int(nan.sum())} rows without an amount (mm) left out")
         df = df[~nan]
     neg = df["mm"] < 0
     if neg.any():

@@ -16,7 +16,6 @@ Examples
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +23,11 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from riskmap.errors import DataWarning, ForecastError
+from riskmap.errors import ForecastError
 from riskmap.forecast.entry import Source, open_forecast
 from riskmap.forecast.gauges import DEFAULT_TZ, gauges_to_grid
 from riskmap.forecast.options import parse_utc
+from riskmap.forecast.validate import warn
 
 TABLE_SUFFIXES = (".csv", ".txt", ".tsv")
 
@@ -111,14 +111,14 @@ def merge_observed(observed: xr.DataArray, forecast: xr.DataArray, now: Any) -> 
     gap_to = (fc["time"].values[0] - fc["interval"].values[0]) if fc.sizes["time"] else t_now
     if gap_from is None:
         if obs.sizes["time"] == 0 and observed.sizes["time"]:
-            warnings.warn(f"{observed.attrs.get('source', 'observed')}: no observation ends at or before now "
-                          f"({np.datetime_as_string(t_now, unit='m')} UTC)", DataWarning, stacklevel=2)
+            warn(f"{observed.attrs.get('source', 'observed')}: no observation ends at or before now "
+                 f"({np.datetime_as_string(t_now, unit='m')} UTC)")
     elif gap_to > gap_from:
-        warnings.warn(
+        warn(
             f"{observed.attrs.get('source', 'observed')} / {forecast.attrs.get('source', 'forecast')}: "
             f"no rainfall for {np.datetime_as_string(gap_from, unit='m')}–"
             f"{np.datetime_as_string(gap_to, unit='m')} UTC between the last observation and the first "
-            "forecast interval", DataWarning, stacklevel=2)
+            "forecast interval")
     parts = [p.drop_vars([c for c in p.coords if c not in ("time", "interval", "x", "y", "spatial_ref")])
              for p in (obs, fc)]
     parts = [p.assign_coords(x=forecast["x"].values, y=forecast["y"].values) for p in parts]

@@ -15,6 +15,7 @@ riskmap.errors.ForecastError: f.nc: variable 'pr': duplicate time 2024-07-15T01:
 
 from __future__ import annotations
 
+import sys
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,14 @@ from typing import Any
 import numpy as np
 
 from riskmap.errors import CoverageWarning, DataWarning, ForecastError
+
+
+def warn(message: str, category: type[Warning] = DataWarning) -> None:
+    """Issue a warning attributed to the first caller outside :mod:`riskmap.forecast`."""
+    level, frame = 2, sys._getframe(1)
+    while frame is not None and str(frame.f_globals.get("__name__", "")).startswith("riskmap.forecast"):
+        frame, level = frame.f_back, level + 1  # type: ignore[assignment]
+    warnings.warn(message, category, stacklevel=level)
 
 
 def _fmt(t: np.datetime64) -> str:
@@ -69,9 +78,8 @@ def check_negative(amounts: np.ndarray, times: np.ndarray, where: str, tolerance
         raise ForecastError(
             f"{where}: {n} negative values, down to {low:.3g} mm at {_fmt(times[k])}{hint}"
         )
-    warnings.warn(
+    warn(
         f"{where}: {n} slightly negative values (down to {low:.2g} mm, float noise) clipped to 0",
-        DataWarning, stacklevel=3,
     )
     out = np.array(amounts, copy=True) if not amounts.flags.writeable else amounts
     out[neg] = 0.0
@@ -83,10 +91,9 @@ def check_missing(amounts: np.ndarray, where: str) -> int:
     bad = np.isnan(amounts).any(axis=0)
     n = int(np.count_nonzero(bad))
     if n:
-        warnings.warn(
+        warn(
             f"{where}: {n} of {bad.size} grid cells have no data (NaN or fill value) "
             "in at least one time step",
-            DataWarning, stacklevel=3,
         )
     return n
 
@@ -226,5 +233,5 @@ def check_coverage(da: Any, villages: Any, *, where: str | None = None, id_colum
     for text in problems:
         if strict:
             raise ForecastError(f"{where}: {text}")
-        warnings.warn(f"{where}: {text}", CoverageWarning, stacklevel=2)
+        warn(f"{where}: {text}", CoverageWarning)
     return report
