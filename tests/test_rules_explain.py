@@ -65,3 +65,10 @@ def test_unknown_village(case) -> None:
     a = evaluate(rules, f, ctx, now=NOW)
     with pytest.raises(InputError, match="'999' is not in the region"):
         explain_village(a, f, ctx, "999", "zh-CN")
+
+
+def test_language_differs_from_the_assessment(case) -> None:
+    rules, f, ctx = case
+    a = evaluate(rules, f, ctx, now=NOW, language="zh-CN")
+    text = explain_village(a, f, ctx, CODES[3], "en-US")
+    assert "→ red (Ⅰ): reservoir-small-orange" in text and "水库下游风险红色" not in text

@@ -83,7 +83,14 @@ def _condition_line(
 
 
 def _hazard_block(
-    rule: HazardRule, f: Features, i: int, levels: dict[str, int], rows: pd.DataFrame, tz: str, zh: bool
+    rule: HazardRule,
+    f: Features,
+    i: int,
+    levels: dict[str, int],
+    rows: pd.DataFrame,
+    tz: str,
+    zh: bool,
+    assessment_language: str,
 ) -> list[str]:
     lang = "zh-CN" if zh else "en-US"
     out = [f"{rule.name(lang)} [{rule.hazard}, {rule.id}]"]
@@ -111,10 +118,14 @@ def _hazard_block(
     hit = rows[rows.hazard == rule.hazard]
     if len(hit):
         r = hit.iloc[0]
-        out.append(f"  → {_color(int(r.level), zh)}: {r.reason}")
+        same = assessment_language.startswith("zh") == zh
+        out.append(f"  → {_color(int(r.level), zh)}: {r.reason if same else r.rule}")
         if r.internal:
-            internal = _w(zh, "内部等级：仅在地图上显示，不对公众发布",
-                          "internal level: map only, not sent to the public")
+            internal = _w(
+                zh,
+                "内部等级：仅在地图上显示，不对公众发布",
+                "internal level: map only, not sent to the public",
+            )
             out.append(f"    ({internal})")
     else:
         out.append(f"  → {_w(zh, '无', 'none')}")
@@ -196,5 +207,5 @@ def explain_village(
     if facts:
         lines.append(f"{_w(zh, '背景', 'context')}: " + ", ".join(facts))
     for rule in assessment.ruleset.rules:
-        lines.extend(_hazard_block(rule, features, i, levels, rows, assessment.tz, zh))
+        lines.extend(_hazard_block(rule, features, i, levels, rows, assessment.tz, zh, assessment.language))
     return "\n".join(lines)
