@@ -3,7 +3,6 @@ and the atomic writer.
 
 Examples
 --------
->>> import folium
 >>> offline_violations('<script src="https://cdn.jsdelivr.net/npm/leaflet.js"></script>') != []
 True
 >>> offline_violations(OfflineMap(tiles=None).get_root().render())

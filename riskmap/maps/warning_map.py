@@ -7,8 +7,7 @@ popups count contacts only.
 
 Examples
 --------
->>> import geopandas as gpd, pandas as pd
->>> from shapely.geometry import box
+>>> import pandas as pd
 >>> from riskmap.maps.example import example_region
 >>> region = example_region()
 >>> levels = pd.DataFrame({"village_code": region.villages["code"], "level": [4, 0]})
