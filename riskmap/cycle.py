@@ -115,34 +115,40 @@ class _Timer:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
 
 
-def run_cycle(req: CycleRequest, progress: Progress | None = None) -> CycleReport:
-    """Run one cycle; see the module docstring."""
-    from riskmap.assess import assess
-    from riskmap.context import compute_context
+@dataclass(frozen=True, eq=False)
+class Rainfall:
+    """A region, its forecast (merged with observed rain) and the per-village rainfall."""
+
+    region: Any
+    grid: Any
+    now: datetime
+    weights: Any
+    rain: Any
+
+
+@dataclass(frozen=True, eq=False)
+class Evaluation:
+    """Everything a cycle computed before touching the store."""
+
+    rainfall: Rainfall
+    rules_dir: Any
+    ruleset: Any
+    routing: Any
+    templates: Any
+    context: Any
+    result: Any
+    """:class:`riskmap.assess.AssessResult`."""
+
+
+def compute_rainfall(req: CycleRequest, timer: _Timer | None = None) -> Rainfall:
+    """Load the region and forecast (normalised once), then per-village rainfall from cached weights."""
     from riskmap.forecast import merge_observed, open_forecast, open_observed
-    from riskmap.gateways import make_gateway
     from riskmap.grid import GridDef
-    from riskmap.lifecycle import LifecyclePolicy
-    from riskmap.outputs import write_outputs
     from riskmap.rainfall import village_rainfall
     from riskmap.region import load_region
-    from riskmap.render import Renderer
-    from riskmap.routing_rules import load_routing
-    from riskmap.rules import load_rules, packaged_rules_dir
-    from riskmap.store import RunMeta, Store
-    from riskmap.store.apply import apply_run
-    from riskmap.templates import load_templates
     from riskmap.weights_cache import cached_coverage_weights
 
-    s = req.settings
-    timer = _Timer(progress)
-    with timer.stage("rules"):
-        rules_dir = req.rules_dir if req.rules_dir is not None else packaged_rules_dir()
-        ruleset = load_rules(rules_dir)
-        local = Path(str(rules_dir))
-        routing = load_routing(local if (local / "routing.yaml").is_file() else None)
-        templates = load_templates(local if (local / "templates.yaml").is_file() else None,
-                                   language=s.office.language, timezone=s.office.timezone)
+    timer = timer or _Timer(None)
     with timer.stage("region"):
         region = load_region(req.region)
     with timer.stage("forecast"):
@@ -154,38 +160,77 @@ def run_cycle(req: CycleRequest, progress: Progress | None = None) -> CycleRepor
         if req.observed is not None:
             grid = merge_observed(open_observed(req.observed, **dict(req.forecast_options)), grid, now)
     with timer.stage("weights"):
-        cache = Path(s.paths.cache_dir).expanduser()
+        cache = Path(req.settings.paths.cache_dir).expanduser()
         weights = cached_coverage_weights(cache, region.villages, GridDef.from_dataarray(grid))
     with timer.stage("rainfall"):
         rain = village_rainfall(region.villages, grid, weights=weights)
+    return Rainfall(region, grid, now, weights, rain)
+
+
+def evaluate_cycle(req: CycleRequest, timer: _Timer | None = None) -> Evaluation:
+    """Rules, rainfall, context and the assessment: the whole cycle short of the store."""
+    from riskmap.assess import assess
+    from riskmap.context import compute_context
+    from riskmap.routing_rules import load_routing
+    from riskmap.rules import load_rules, packaged_rules_dir
+    from riskmap.templates import load_templates
+
+    s = req.settings
+    timer = timer or _Timer(None)
+    with timer.stage("rules"):
+        rules_dir = req.rules_dir if req.rules_dir is not None else packaged_rules_dir()
+        ruleset = load_rules(rules_dir)
+        local = Path(str(rules_dir))
+        routing = load_routing(local if (local / "routing.yaml").is_file() else None)
+        templates = load_templates(local if (local / "templates.yaml").is_file() else None,
+                                   language=s.office.language, timezone=s.office.timezone)
+    rf = compute_rainfall(req, timer)
     with timer.stage("context"):
-        context = compute_context(region)
+        context = compute_context(rf.region)
     with timer.stage("assess"):
-        result = assess(region, context, rain, ruleset, s, now, grid=grid, weights=weights)
+        result = assess(rf.region, context, rf.rain, ruleset, s, rf.now, grid=rf.grid, weights=rf.weights)
+    return Evaluation(rf, rules_dir, ruleset, routing, templates, context, result)
+
+
+def run_cycle(req: CycleRequest, progress: Progress | None = None) -> CycleReport:
+    """Run one cycle; see the module docstring."""
+    from riskmap.dispatcher import Dispatcher, DispatchPolicy
+    from riskmap.gateways import make_gateway
+    from riskmap.lifecycle import LifecyclePolicy
+    from riskmap.outputs import write_outputs
+    from riskmap.render import Renderer
+    from riskmap.store import RunMeta, Store
+    from riskmap.store.apply import apply_run
+
+    s = req.settings
+    timer = _Timer(progress)
+    ev = evaluate_cycle(req, timer)
+    region, now, result = ev.rainfall.region, ev.rainfall.now, ev.result
     levels = result.assessment.hazard_levels
     db_url = default_db_url(req)
     with timer.stage("store"):
         req.out_dir.mkdir(parents=True, exist_ok=True)
         store = Store.open(db_url)
-        meta = RunMeta(
-            now=now, source=",".join(p.name for p in req.forecast),
-            forecast_hash=_sha_files(list(req.forecast)),
-            observed_hash=_sha_files([req.observed]) if req.observed else "",
-            rules_hash=rules_hash(rules_dir), region_hash=_sha_files([req.region]), drill=req.drill,
-        )
-        renderer = Renderer(region, routing, templates, s, ruleset=ruleset, drill=req.drill)
-        applied = apply_run(store, meta, levels, LifecyclePolicy.from_settings(s.lifecycle), renderer)
-    with timer.stage("dispatch"):
-        from riskmap.dispatcher import Dispatcher, DispatchPolicy
-
-        gateway = make_gateway(s.gateway, out_dir=req.out_dir)
-        stats = Dispatcher(store, gateway, DispatchPolicy(rate_per_s=0, concurrency=1)).drain()
-    with timer.stage("outputs"):
-        files = write_outputs(req.out_dir, result, region, store, applied.run_id, s, now,
-                              write_map=req.write_map, grid=grid)
-    rows = store.outbox(run_id=applied.run_id)
-    cap_count = len(store.cap_messages(applied.run_id))
-    store.close()
+    try:
+        with timer.stage("store"):
+            meta = RunMeta(
+                now=now, source=",".join(p.name for p in req.forecast),
+                forecast_hash=_sha_files(list(req.forecast)),
+                observed_hash=_sha_files([req.observed]) if req.observed else "",
+                rules_hash=rules_hash(ev.rules_dir), region_hash=_sha_files([req.region]), drill=req.drill,
+            )
+            renderer = Renderer(region, ev.routing, ev.templates, s, ruleset=ev.ruleset, drill=req.drill)
+            applied = apply_run(store, meta, levels, LifecyclePolicy.from_settings(s.lifecycle), renderer)
+        with timer.stage("dispatch"):
+            gateway = make_gateway(s.gateway, out_dir=req.out_dir)
+            stats = Dispatcher(store, gateway, DispatchPolicy(rate_per_s=0, concurrency=1)).drain()
+        with timer.stage("outputs"):
+            files = write_outputs(req.out_dir, result, region, store, applied.run_id, s, now,
+                                  write_map=req.write_map, grid=ev.rainfall.grid)
+        rows = store.outbox(run_id=applied.run_id)
+        cap_count = len(store.cap_messages(applied.run_id))
+    finally:
+        store.close()
     v = result.assessment.villages
     changes: dict[str, int] = {}
     for c in applied.decision.changes if applied.decision else ():
