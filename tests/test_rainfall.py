@@ -232,3 +232,14 @@ def test_benchmark_smoke_prints_figures_and_small_difference():
     assert diff <= 1e-3
     secs = [float(s) for s in re.findall(r"^\S.*?\s(\d+\.\d{4})\s", out, flags=re.M)]
     assert len(secs) >= 3 and all(s > 0 for s in secs)
+
+
+def test_accepts_a_region_like_object_and_keeps_its_village_order():
+    from types import SimpleNamespace
+
+    da = forecast()
+    v = villages([shapely.box(4, 4, 6, 6), shapely.box(1, 1, 2, 2)])
+    region = SimpleNamespace(villages=v)
+    out = village_rainfall(region, da)
+    assert out["village"].values.tolist() == v["code"].tolist()
+    assert float(out["mean"].values[1, 0]) == pytest.approx(float(da.sel(x=1.5, y=1.5).values[0]))
