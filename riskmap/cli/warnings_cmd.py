@@ -76,7 +76,7 @@ def warnings_cmd(active: bool, village: str | None, db: str, config: Path | None
     tz = settings.tz
     table = Table(title=f"warnings 预警 ({'active' if active else 'all'}: {len(rows)})")
     for col in ("village", "hazard", "level", "state", "since", "valid until", "by", "reason"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col != "reason")
     for w in rows:
         by = w.operator if w.manual else ""
         table.add_row(w.village_code, w.hazard, _level(w.level), w.state, _local(w.since, tz),
@@ -102,7 +102,7 @@ def history_cmd(code: str, db: str, config: Path | None) -> None:
     tz = settings.tz
     table = Table(title=f"history 履历 {code}")
     for col in ("time", "event", "hazard", "level", "by", "run", "reason", "rules"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col in ("time", "event", "by"))
     for e in events:
         kind = e.kind + (" (silenced)" if e.suppressed else "") + (" (drill)" if e.drill else "")
         lv = "" if e.kind == "silence" else f"{_level(e.old_level)} → {_level(e.new_level)}"

@@ -131,3 +131,13 @@ def held_by(store: Store) -> str | None:
             return None
     with guard(f"{store.url} held_by"), store.engine.connect() as conn:
         return _pg_holder(conn)
+
+
+def ensure_not_held(store: Store) -> None:
+    """Refuse (:class:`~riskmap.errors.StoreLocked`, exit 4) when a service holds the store.
+
+    For commands that write decisions (``riskmap run``, ``issue``, ``lift``) while ``serve`` may run.
+    """
+    who = held_by(store)
+    if who is not None:
+        raise StoreLocked(f"store {store.url} is held by {who}; stop it, or let it do the work")
