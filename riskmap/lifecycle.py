@@ -195,6 +195,8 @@ def _rows(levels: pd.DataFrame | None) -> dict[Key, _Row]:
         code, hazard = str(r.village_code), str(r.hazard)
         if hazard not in HAZARDS:
             raise InputError(f"lifecycle: levels row {i} village {code}: unknown hazard {hazard!r}")
+        if pd.isna(r.level):
+            raise InputError(f"lifecycle: levels row {i} village {code} {hazard}: level is missing")
         lv = int(r.level)
         if not 0 <= lv <= 4:
             raise InputError(f"lifecycle: levels row {i} village {code} {hazard}: level {lv} outside 0-4")

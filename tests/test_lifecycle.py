@@ -182,6 +182,10 @@ def test_policy_from_settings_and_bad_input():
     bad = levels((V1, 2), at=h(0)).assign(hazard="flood")
     with pytest.raises(InputError, match="unknown hazard 'flood'"):
         decide({}, bad, T0, p)
+    with pytest.raises(InputError, match="level is missing"):
+        decide({}, levels((V1, 2), at=h(0)).assign(level=float("nan")), T0, p)
+    with pytest.raises(InputError, match="outside 0-4"):
+        decide({}, levels((V1, 5), at=h(0)), T0, p)
 
 
 def test_duplicate_rows_keep_the_highest_level():
