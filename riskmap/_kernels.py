@@ -23,9 +23,12 @@ Examples
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import scipy.sparse as sp
 
+_nb: Any
 try:  # pragma: no cover - exercised when numba is installed
     import numba as _nb
 
