@@ -140,10 +140,14 @@ def save_weights(cache_dir: str | os.PathLike[str], weights: CoverageWeights, la
     return path
 
 
-def cached_coverage_weights(cache_dir: str | os.PathLike[str], villages: Any,
-                            grid: GridDef) -> CoverageWeights:
-    """Load the weights from the cache, or build and save them."""
-    key = village_layer_key(villages)
+def cached_coverage_weights(cache_dir: str | os.PathLike[str], villages: Any, grid: GridDef,
+                            *, layer_key: str | None = None) -> CoverageWeights:
+    """Load the weights from the cache, or build and save them.
+
+    ``layer_key`` (:func:`village_layer_key`, computed once when the region is loaded) saves
+    hashing the layer on every forecast.
+    """
+    key = layer_key or village_layer_key(villages)
     w = load_weights(cache_dir, villages, grid, layer_key=key)
     if w is None:
         w = coverage_weights(villages, grid)
