@@ -261,3 +261,13 @@ def test_write_cap_dir_validates_everything_first(tmp_path, areas):
     with pytest.raises(CapError, match="a b"):
         write_cap_dir(tmp_path / "other", [msgs[0], bad], updated=h(0), title="t", author="a")
     assert not (tmp_path / "other").exists()
+
+
+def test_cap_settings_are_checked_when_options_are_built():
+    from riskmap.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="'cap.sender'"):
+        bad = settings_from_dict({"cap": {"sender": "qingshan office, fxb"}}, source="r.toml")
+        CapOptions.from_settings(bad)
+    with pytest.raises(ConfigError, match="'cap.unit_code' must be 3 digits"):
+        CapOptions.from_settings(settings_from_dict({"cap": {"unit_code": "1"}}))

@@ -37,7 +37,7 @@ from lxml.builder import ElementMaker
 
 from riskmap.cap.area import CapArea, format_circle, format_polygon
 from riskmap.cap.text import CATEGORIES, EVENTS, cap_codes, description, headline, instruction
-from riskmap.errors import InputError
+from riskmap.errors import ConfigError, InputError
 from riskmap.levels import Level
 from riskmap.lifecycle import Change, Key, WarningState
 from riskmap.store.records import CapRow
@@ -68,6 +68,14 @@ class CapOptions:
     @classmethod
     def from_settings(cls, settings: Any) -> CapOptions:
         """From :class:`riskmap.config.Settings`; en-US is added when ``cap.languages`` or the office asks."""
+        src = getattr(settings, "source", "<settings>")
+        if not settings.cap.sender or any(ch in settings.cap.sender for ch in " \t\n,<&"):
+            raise ConfigError(f"{src}: 'cap.sender' {settings.cap.sender!r} must be non-empty without "
+                              "spaces, commas, '<' or '&' (CAP 1.2)")
+        for key in ("sector_code", "unit_code"):
+            value = getattr(settings.cap, key)
+            if not (len(value) == 3 and value.isdigit()):
+                raise ConfigError(f"{src}: 'cap.{key}' must be 3 digits (GB/T 35965.1), got {value!r}")
         langs = tuple(getattr(settings.cap, "languages", ()) or ())
         if not langs:
             langs = ("zh-CN", "en-US") if settings.office.language == "en-US" else ("zh-CN",)
