@@ -247,6 +247,10 @@ def test_sqlite_file_is_private_and_wal(tmp_path):
     path = tmp_path / "sub" / "riskmap.sqlite"
     s = Store.open(path)
     assert path.stat().st_mode & 0o777 == 0o600
+    meta = RunMeta(now=T0)
+    s.begin_run(run_key(meta), meta)  # a write creates -wal and -shm: private too
+    assert {p.name: p.stat().st_mode & 0o777 for p in path.parent.iterdir()} == {
+        "riskmap.sqlite": 0o600, "riskmap.sqlite-wal": 0o600, "riskmap.sqlite-shm": 0o600}
     with sqlite3.connect(path) as raw:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert Store.open(f"sqlite:///{path}").url.endswith("riskmap.sqlite")
