@@ -443,3 +443,21 @@ def test_mark_many_in_one_transaction(store):
     assert got == {a.id: ("sent", "gw-a", None), b.id: ("failed", "", h(2))}
     with pytest.raises(StoreError, match="unknown outbox status"):
         store.mark_many([{"id": a.id, "status": "lost"}], h(1))
+
+
+def test_summary_for_status(store):
+    from riskmap.store.summary import summary
+
+    cycle(store, levels((V1, 2), (V2, 4), at=h(0)), h(0))
+    cycle(store, levels((V1, 3), at=h(1), hazard="torrent"), h(1))
+    m = store.outbox()[0]
+    store.add_receipt(m.id, "delivered", "ok", h(1))
+    meta = RunMeta(now=h(2), source="bad.nc", forecast_hash="bad")
+    store.begin_run(run_key(meta), meta)
+    store.fail_run(run_key(meta), "unreadable")
+    s = summary(store)
+    assert s.active_per_level == {2: 1, 3: 1, 4: 1}
+    assert s.active_villages_per_level == {3: 1, 4: 1}
+    assert s.outbox_per_status == {"queued": 2, "delivered": 1} and s.receipts_per_status == {"delivered": 1}
+    assert [(r.source, r.status) for r in s.last_runs] == [("bad.nc", "failed"), ("test.nc", "done")]
+    assert s.failed_runs == 1 and s.last_runs[0].failure_reason == "unreadable"
