@@ -14,6 +14,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+import pyproj  # noqa: F401  - must load before eccodes: the eccodes wheels crash at exit otherwise
+
 __version__ = "0.1.0"
 
 _EXPORTS = {

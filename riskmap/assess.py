@@ -19,7 +19,7 @@ import xarray as xr
 from riskmap.config import Settings
 from riskmap.region import Region
 from riskmap.rules import Assessment, RuleSet, build_features, evaluate
-from riskmap.rules.features import Features
+from riskmap.rules.features import Features, antecedent_rainfall
 from riskmap.weights import CoverageWeights
 from riskmap.windows import effective_rainfall
 
@@ -61,12 +61,19 @@ def assess(region: Region, context: pd.DataFrame, rain: xr.Dataset, ruleset: Rul
         upper bound (with a :class:`~riskmap.errors.DataWarning`).
     """
     rs = settings.rainfall
+    # effective rainfall (today's forecast included) drives the geohazard rule; the soil state that
+    # picks the torrent thresholds comes from antecedent (observed, before today) rain only.
     effective = xr.Dataset({
         stat: effective_rainfall(rain[stat], now, k=rs.effective_k, n_days=rs.effective_days,
                                  day_boundary=rs.day_boundary, tz=settings.office.timezone)
         for stat in ("mean", "max") if stat in rain
     })
-    features = build_features(ruleset, context, rain, now=now, effective=effective,
+    antecedent = xr.Dataset({
+        stat: antecedent_rainfall(rain[stat], now, k=rs.effective_k, n_days=rs.effective_days,
+                                  day_boundary=rs.day_boundary, tz=settings.office.timezone)
+        for stat in ("mean", "max") if stat in rain
+    })
+    features = build_features(ruleset, context, rain, now=now, effective=effective, antecedent=antecedent,
                               critical_rainfall=region.critical_rainfall, grid=grid, weights=weights)
     assessment = evaluate(ruleset, features, context, now=pd.Timestamp(now),
                           language=settings.office.language, tz=settings.office.timezone)

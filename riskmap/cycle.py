@@ -158,7 +158,9 @@ def compute_rainfall(req: CycleRequest, timer: _Timer | None = None) -> Rainfall
         grid = open_forecast(source, **dict(req.forecast_options))
         now = to_utc(req.now if req.now is not None else grid.attrs["reference_time"])
         if req.observed is not None:
-            grid = merge_observed(open_observed(req.observed, **dict(req.forecast_options)), grid, now)
+            observed = open_observed(req.observed, like=grid, tz=req.settings.office.timezone,
+                                     **dict(req.forecast_options))
+            grid = merge_observed(observed, grid, now)
     with timer.stage("weights"):
         cache = Path(req.settings.paths.cache_dir).expanduser()
         weights = cached_coverage_weights(cache, region.villages, GridDef.from_dataarray(grid))
@@ -170,7 +172,8 @@ def compute_rainfall(req: CycleRequest, timer: _Timer | None = None) -> Rainfall
 def evaluate_cycle(req: CycleRequest, timer: _Timer | None = None) -> Evaluation:
     """Rules, rainfall, context and the assessment: the whole cycle short of the store."""
     from riskmap.assess import assess
-    from riskmap.context import compute_context
+    from riskmap.context import ContextParams
+    from riskmap.context_cache import cached_context
     from riskmap.routing_rules import load_routing
     from riskmap.rules import load_rules, packaged_rules_dir
     from riskmap.templates import load_templates
@@ -186,7 +189,8 @@ def evaluate_cycle(req: CycleRequest, timer: _Timer | None = None) -> Evaluation
                                    language=s.office.language, timezone=s.office.timezone)
     rf = compute_rainfall(req, timer)
     with timer.stage("context"):
-        context = compute_context(rf.region)
+        context = cached_context(rf.region, ContextParams.from_ruleset(ruleset),
+                                 Path(s.paths.cache_dir).expanduser())
     with timer.stage("assess"):
         result = assess(rf.region, context, rf.rain, ruleset, s, rf.now, grid=rf.grid, weights=rf.weights)
     return Evaluation(rf, rules_dir, ruleset, routing, templates, context, result)

@@ -39,7 +39,7 @@ def parse_instant(text: str) -> datetime:
 
 
 def to_utc(value: Any) -> datetime:
-    """Turn a datetime, pandas Timestamp, numpy datetime64 (meaning UTC) or ISO text into an aware UTC datetime."""
+    """An aware UTC datetime from a datetime, Timestamp, numpy datetime64 (meaning UTC) or ISO text."""
     if isinstance(value, str):
         return parse_instant(value)
     ts = pd.Timestamp(value)

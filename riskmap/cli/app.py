@@ -18,7 +18,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def _register() -> None:
-    from riskmap.cli import analysis_cmd, check_cmd, run_cmd  # noqa: F401  (commands register themselves)
+    from riskmap.cli import analysis_cmd, check_cmd, output_cmd, run_cmd  # noqa: F401  (commands register)
 
 
 _register()
