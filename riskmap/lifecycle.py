@@ -22,7 +22,7 @@ Examples
 --------
 >>> import pandas as pd
 >>> from datetime import datetime, timezone
->>> t0 = datetime(2026, 7, 1, 0, tzinfo=UTC)
+>>> t0 = datetime(2026, 7, 1, 0, tzinfo=timezone.utc)
 >>> lv = pd.DataFrame({"village_code": ["469900100200"], "hazard": ["rainstorm"], "level": [3],
 ...     "rule": ["rainstorm.orange"], "window_h": [3.0], "value_mm": [62.0], "threshold_mm": [50.0],
 ...     "window_end": [pd.Timestamp("2026-07-01 03:00", tz="UTC")], "reason": ["3 h 62 mm >= 50 mm"]})
@@ -37,137 +37,29 @@ Examples
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
 import pandas as pd
 
 from riskmap.errors import InputError
 from riskmap.manual import ManualIssue, ManualLift, Silence
+from riskmap.warning_state import (
+    HAZARDS,
+    KINDS,
+    LEVEL_COLUMNS,
+    Change,
+    Decision,
+    Key,
+    LifecyclePolicy,
+    WarningState,
+    as_utc,
+)
 
-HAZARDS = ("rainstorm", "torrent", "geohazard", "reservoir", "waterlogging", "mine")
-"""Hazard ids a level row may carry."""
-KINDS = ("issue", "escalate", "downgrade", "lift", "expire")
-"""Change kinds."""
-LEVEL_COLUMNS = ("village_code", "hazard", "level", "rule", "window_h", "value_mm", "threshold_mm",
-                 "window_end", "reason")
-"""Required columns of the levels frame (``statistic`` is optional)."""
-
-Key = tuple[str, str]
-__all__ = ["Change", "Decision", "LifecyclePolicy", "ManualIssue", "ManualLift", "Silence", "WarningState",
-           "decide"]
-
-
-def _utc(t: datetime, what: str) -> datetime:
-    if t.tzinfo is None or t.utcoffset() is None:
-        raise InputError(f"lifecycle: {what} {t!r} has no time zone; every time must carry an offset")
-    return t.astimezone(UTC)
-
-
-@dataclass(frozen=True)
-class WarningState:
-    """The current warning of one village for one hazard."""
-
-    village_code: str
-    hazard: str
-    level: int
-    """Current level 0-4 (0 once lifted or expired)."""
-    state: str
-    """``active``, ``lifted`` or ``expired``."""
-    since: datetime
-    """When the current level (or the lift/expiry) began."""
-    valid_until: datetime | None
-    last_run_at: datetime
-    """``now`` of the last run or act applied to this warning."""
-    rule: str = ""
-    reason: str = ""
-    pending_level: int | None = None
-    """Highest lower level seen while a downgrade/lift is held back, else None."""
-    pending_since: datetime | None = None
-    pending_runs: int = 0
-    manual: bool = False
-    operator: str = ""
-    cap_identifier: str = ""
-    """Identifier of the last CAP message about this warning (set by the store)."""
-    cap_sent: datetime | None = None
-    internal: bool = False
-    """The current level is for internal use only (e.g. blue geohazard risk), not the public."""
-
-    @property
-    def active(self) -> bool:
-        """Whether the warning is in force."""
-        return self.state == "active" and self.level > 0
-
-
-@dataclass(frozen=True)
-class Change:
-    """One transition of one warning; ``key`` is its deterministic idempotency key."""
-
-    kind: str
-    village_code: str
-    hazard: str
-    old_level: int
-    new_level: int
-    at: datetime
-    valid_until: datetime | None
-    rule: str = ""
-    reason: str = ""
-    value_mm: float = math.nan
-    threshold_mm: float = math.nan
-    window_h: float = math.nan
-    window_end: datetime | None = None
-    manual: bool = False
-    operator: str = ""
-    internal: bool = False
-    """For internal use only (never to the public); from the rules' ``internal`` column."""
-    action: str = ""
-    """A required action from the rule (e.g. 停产撤人 for mines)."""
-
-    @property
-    def key(self) -> str:
-        """A stable hash of what changed, where and when (same change -> same key)."""
-        text = "|".join([self.kind, self.village_code, self.hazard, str(self.old_level),
-                         str(self.new_level), self.at.astimezone(UTC).isoformat()])
-        return hashlib.sha256(text.encode()).hexdigest()[:32]
-
-
-@dataclass(frozen=True)
-class LifecyclePolicy:
-    """Hold times and validity; build it with :meth:`from_settings`."""
-
-    hold_h: tuple[float, float, float, float] = (3.0, 3.0, 6.0, 6.0)
-    validity_margin_h: float = 6.0
-    hold_runs: int = 0
-    """If > 0, a downgrade/lift also happens after this many consecutive lower runs."""
-    manual_validity_h: float = 24.0
-
-    @classmethod
-    def from_settings(cls, lifecycle: Any) -> LifecyclePolicy:
-        """From ``Settings.lifecycle`` (optional keys ``hold_runs``, ``manual_validity_h``)."""
-        return cls(hold_h=tuple(lifecycle.hold_h),
-                   validity_margin_h=float(lifecycle.validity_margin_h),
-                   hold_runs=int(getattr(lifecycle, "hold_runs", 0)),
-                   manual_validity_h=float(getattr(lifecycle, "manual_validity_h", 24.0)))
-
-    def hold(self, level: int) -> timedelta:
-        """Hold before a warning at ``level`` may be lowered."""
-        return timedelta(hours=self.hold_h[max(1, min(4, level)) - 1])
-
-
-@dataclass(frozen=True)
-class Decision:
-    """The outcome of one run: every state after it and the changes, in a stable order."""
-
-    new_states: Mapping[Key, WarningState]
-    changes: tuple[Change, ...] = ()
-    suppressed: tuple[Change, ...] = ()
-    """Changes a silence held back (kept for the audit trail)."""
-    now: datetime | None = None
-    silences: tuple[Silence, ...] = field(default=())
+__all__ = ["HAZARDS", "KINDS", "LEVEL_COLUMNS", "Change", "Decision", "Key", "LifecyclePolicy", "ManualIssue",
+           "ManualLift", "Silence", "WarningState", "decide", "expire_due"]
 
 
 @dataclass(frozen=True)
@@ -201,7 +93,7 @@ def _rows(levels: pd.DataFrame | None) -> dict[Key, _Row]:
         if not 0 <= lv <= 4:
             raise InputError(f"lifecycle: levels row {i} village {code} {hazard}: level {lv} outside 0-4")
         we = r.window_end
-        end = None if we is None or pd.isna(we) else _utc(pd.Timestamp(we).to_pydatetime(), "window_end")
+        end = None if we is None or pd.isna(we) else as_utc(pd.Timestamp(we).to_pydatetime(), "window_end")
         action = str(r.action) if has_action and isinstance(r.action, str) else ""
         row = _Row(lv, str(r.rule), str(r.reason), float(r.value_mm), float(r.threshold_mm),
                    float(r.window_h), end, bool(r.internal) if has_internal else False, action)
@@ -325,10 +217,10 @@ def decide(previous: Mapping[Key, WarningState], levels: pd.DataFrame | None, no
         ``new_states`` holds every key of ``previous`` plus new ones; ``changes`` are sorted
         by village, hazard and kind.
     """
-    now = _utc(now, "now")
+    now = as_utc(now, "now")
     states: dict[Key, WarningState] = dict(previous)
     sil = tuple(silences)
-    if last_run_at is not None and now < _utc(last_run_at, "last_run_at"):
+    if last_run_at is not None and now < as_utc(last_run_at, "last_run_at"):
         return Decision(states, (), (), now, sil)
     changes: list[Change] = []
     suppressed: list[Change] = []
@@ -336,7 +228,7 @@ def decide(previous: Mapping[Key, WarningState], levels: pd.DataFrame | None, no
         rows = _rows(levels)
         for key in sorted(set(rows) | {k for k, s in previous.items() if s.active}):
             prev = previous.get(key)
-            if prev is not None and now < _utc(prev.last_run_at, "last_run_at"):
+            if prev is not None and now < as_utc(prev.last_run_at, "last_run_at"):
                 continue
             silenced = any(s.covers(key[0], key[1], now) for s in sil)
             st, ch, sup = _step(key, prev, rows.get(key, _ZERO), now, policy, silenced)
@@ -353,6 +245,25 @@ def decide(previous: Mapping[Key, WarningState], levels: pd.DataFrame | None, no
     return Decision(states, tuple(changes), tuple(suppressed), now, sil)
 
 
+def expire_due(previous: Mapping[Key, WarningState], now: datetime) -> Decision:
+    """Expire every active warning whose validity ended by ``now`` (no new levels needed).
+
+    For a service between forecasts: a warning nobody renewed ends at ``valid_until``.
+    """
+    now = as_utc(now, "now")
+    states = dict(previous)
+    changes = []
+    for key, st in sorted(previous.items()):
+        if st.active and st.valid_until is not None and st.valid_until <= now and now >= st.last_run_at:
+            why = f"validity ended {st.valid_until:%Y-%m-%d %H:%M} UTC without renewal"
+            changes.append(Change("expire", key[0], key[1], st.level, 0, now, None, st.rule, why,
+                                  internal=st.internal))
+            states[key] = replace(st, level=0, state="expired", since=now, valid_until=None, last_run_at=now,
+                                  reason=why, pending_level=None, pending_since=None, pending_runs=0,
+                                  manual=False, operator="")
+    return Decision(states, tuple(changes), (), now)
+
+
 def _manual(states: dict[Key, WarningState], act: ManualIssue | ManualLift, now: datetime,
             policy: LifecyclePolicy) -> list[Change]:
     out: list[Change] = []
@@ -362,7 +273,7 @@ def _manual(states: dict[Key, WarningState], act: ManualIssue | ManualLift, now:
             raise InputError(f"manual issue {act.target}: unknown hazard {act.hazard!r}")
         if not 1 <= act.level <= 4:
             raise InputError(f"manual issue {act.target}: level {act.level} outside 1-4")
-        valid = (_utc(act.valid_until, "valid_until") if act.valid_until
+        valid = (as_utc(act.valid_until, "valid_until") if act.valid_until
                  else now + timedelta(hours=policy.manual_validity_h))
         for code in sorted(set(act.village_codes)):
             key = (code, act.hazard)

@@ -258,3 +258,15 @@ def test_internal_and_action_columns_reach_the_changes():
     d = run(run({}, lv0, h(0)), levels(at=h(5), hazard="geohazard"), h(5))
     d = run(d, levels(at=h(8), hazard="geohazard"), h(8))
     assert [(c.kind, c.internal) for c in d.changes] == [("lift", True)]
+
+
+def test_expire_due_without_new_levels():
+    from riskmap.lifecycle import expire_due
+
+    d = run({}, levels((V1, 2), (V2, 1), at=h(0)), h(0))  # both valid until h(9)
+    d = run(d, levels((V1, 2), at=h(4)), h(4))  # V1 renewed until h(13); V2 pending lift
+    assert expire_due(d.new_states, h(8)).changes == ()
+    e = expire_due(d.new_states, h(9))
+    assert [(c.kind, c.village_code, c.old_level) for c in e.changes] == [("expire", V2, 1)]
+    assert e.new_states[(V2, "torrent")].state == "expired" and e.new_states[(V1, "torrent")].active
+    assert expire_due(e.new_states, h(9)).changes == ()  # idempotent

@@ -461,3 +461,14 @@ def test_summary_for_status(store):
     assert s.outbox_per_status == {"queued": 2, "delivered": 1} and s.receipts_per_status == {"delivered": 1}
     assert [(r.source, r.status) for r in s.last_runs] == [("bad.nc", "failed"), ("test.nc", "done")]
     assert s.failed_runs == 1 and s.last_runs[0].failure_reason == "unreadable"
+
+
+def test_apply_expiry_between_forecasts(store):
+    from riskmap.store import apply_expiry
+
+    cycle(store, levels((V1, 2), at=h(0)), h(0))  # valid until h(9)
+    assert apply_expiry(store, h(5)).decision.changes == ()
+    out = apply_expiry(store, h(10))
+    assert [c.kind for c in out.decision.changes] == ["expire"] and out.counts["events"] == 1
+    assert apply_expiry(store, h(10)).decision is None
+    assert store.warnings(active=True) == [] and store.run(out.run_id).source == "expiry"

@@ -32,7 +32,16 @@ from typing import Any
 
 import pandas as pd
 
-from riskmap.lifecycle import Decision, Key, LifecyclePolicy, ManualIssue, ManualLift, WarningState, decide
+from riskmap.lifecycle import (
+    Decision,
+    Key,
+    LifecyclePolicy,
+    ManualIssue,
+    ManualLift,
+    WarningState,
+    decide,
+    expire_due,
+)
 from riskmap.store.records import CapRow, OutboxRow, RunMeta, run_key
 from riskmap.store.store import Store
 
@@ -94,6 +103,24 @@ def apply_manual(store: Store, acts: Sequence[ManualIssue | ManualLift], now: da
     try:
         previous = store.current_warnings()
         decision = decide(previous, None, now, policy, manual=acts)
+        outbox, caps = render(rid, decision, previous)
+        counts = store.commit_decision(rid, decision, outbox, caps, at=at)
+    except BaseException as exc:
+        store.fail_run(rid, f"{type(exc).__name__}: {exc}", at=at)
+        raise
+    return Applied(rid, decision, counts)
+
+
+def apply_expiry(store: Store, now: datetime, render: Render = _no_messages, *,
+                 at: datetime | None = None) -> Applied:
+    """Expire warnings whose validity ended by ``now`` (source ``expiry``); idempotent per ``now``."""
+    meta = RunMeta(now=now, source="expiry", act_hash="expiry")
+    rid = run_key(meta)
+    if store.begin_run(rid, meta, at=at) is None:
+        return Applied(rid, None)
+    try:
+        previous = store.current_warnings()
+        decision = expire_due(previous, now)
         outbox, caps = render(rid, decision, previous)
         counts = store.commit_decision(rid, decision, outbox, caps, at=at)
     except BaseException as exc:
