@@ -206,12 +206,12 @@ def warm_up() -> float:
 
     t0 = time.perf_counter()
     if HAVE_NUMBA:
-        indptr = np.array([0, 1, 1], np.int32)
-        indices = np.array([0], np.int32)
         data = np.array([1.0])
-        for dtype in (np.float32, np.float64):
-            vals = np.array([[np.nan]], dtype)
-            aggregate_csr(indptr, indices, data, vals, np.array([0, 1]), True, True)
-            aggregate_csr(indptr, indices, data, vals, np.array([0, 1]), True, False)
+        for itype in (np.int32, np.int64):
+            indptr, indices = np.array([0, 1, 1], itype), np.array([0], itype)
+            for dtype in (np.float32, np.float64):
+                vals = np.array([[np.nan]], dtype)
+                aggregate_csr(indptr, indices, data, vals, np.array([0, 1]), True, True)
+                aggregate_csr(indptr, indices, data, vals, np.array([0, 1]), True, False)
     return time.perf_counter() - t0
 

@@ -240,7 +240,9 @@ def coverage_weights(villages: Any, grid: GridDef) -> CoverageWeights:
         cells = np.concatenate([cells, pcells[ok]])
         cov = np.concatenate([cov, np.ones(int(ok.sum()))])
     keep = cov > 0
-    matrix = sp.csr_array((cov[keep], (rows[keep], cells[keep])), shape=(n, grid.ncells))
+    itype = np.int32 if max(grid.ncells, n, int(keep.sum())) < 2**31 - 1 else np.int64
+    matrix = sp.csr_array((cov[keep], (rows[keep].astype(itype), cells[keep].astype(itype))),
+                          shape=(n, grid.ncells))
     matrix.sum_duplicates()
     matrix.sort_indices()
 
