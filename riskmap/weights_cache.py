@@ -1,10 +1,13 @@
 """On-disk cache of coverage weights (the IO edge of :mod:`riskmap.weights`).
 
-One file per (grid definition, village layer): ``<cache_dir>/weights-<key>.npz`` where
+One file per (grid definition, village layer): ``<cache_dir>/weights-<key>.rmw`` where
 ``key = sha256(grid key, village layer key)``; the village layer key hashes the layer's CRS,
 its codes in order and every geometry (:func:`village_layer_key`).  The caller passes the folder
 (``Settings.paths.cache_dir``).
 
+* The file is a JSON header and the raw arrays (CSR, codes, the spatial row order), read
+  back with one ``np.fromfile`` — no decompression, no checksum pass; a truncated file is
+  recognised by its size.
 * Writes are atomic: the file is written to a unique temporary name in the same folder and
   renamed over the final name (``os.replace``), so a concurrent reader sees the old file,
   the new one, or none — never half a file.  Two writers racing write the same content.
@@ -34,7 +37,6 @@ import hashlib
 import json
 import os
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +51,7 @@ from riskmap.weights import CoverageWeights, coverage_weights, village_frame
 __all__ = ["village_layer_key", "cache_key", "cache_path", "load_weights", "save_weights",
            "cached_coverage_weights"]
 
-FORMAT = "riskmap-coverage-weights-1"
+FORMAT = "riskmap-coverage-weights-2"
 
 
 def village_layer_key(villages: Any) -> str:
@@ -79,14 +81,50 @@ def cache_key(grid: GridDef, layer_key: str) -> str:
 
 def cache_path(cache_dir: str | os.PathLike[str], grid: GridDef, layer_key: str) -> Path:
     """Where the entry for this grid and layer lives."""
-    return Path(cache_dir).expanduser() / f"weights-{cache_key(grid, layer_key)[:40]}.npz"
+    return Path(cache_dir).expanduser() / f"weights-{cache_key(grid, layer_key)[:40]}.rmw"
 
 
-def _read(path: Path) -> dict[str, Any] | None:
+MAGIC = b"RMWEIGHT"
+ALIGN = 64
+
+
+def _pack(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> list[bytes | memoryview]:
+    """File layout: MAGIC, uint64 header length, JSON header, then 64-byte aligned raw arrays."""
+    table: dict[str, list[Any]] = {}
+    offset = 0
+    for name, arr in arrays.items():
+        table[name] = [arr.dtype.str, list(arr.shape), offset, arr.nbytes]
+        offset += -(-arr.nbytes // ALIGN) * ALIGN
+    head = json.dumps({**meta, "arrays": table, "data_bytes": offset}).encode()
+    start = -(-(16 + len(head)) // ALIGN) * ALIGN
+    parts: list[bytes | memoryview] = [MAGIC, np.uint64(len(head)).tobytes(), head,
+                                       b"\0" * (start - 16 - len(head))]
+    for arr in arrays.values():
+        parts.append(memoryview(np.ascontiguousarray(arr)).cast("B"))
+        parts.append(b"\0" * (-(-arr.nbytes // ALIGN) * ALIGN - arr.nbytes))
+    return parts
+
+
+def _read(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
+    """(header, arrays) of a cache file, or None when missing, truncated or not ours."""
     try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        raw = np.fromfile(path, dtype=np.uint8)
+    except OSError:
+        return None
+    try:
+        if raw.size < 16 or raw[:8].tobytes() != MAGIC:
+            return None
+        hlen = int(raw[8:16].view(np.uint64)[0])
+        meta = json.loads(raw[16:16 + hlen].tobytes())
+        start = -(-(16 + hlen) // ALIGN) * ALIGN
+        if raw.size != start + int(meta["data_bytes"]):
+            return None
+        arrays = {}
+        for name, (dtype, shape, off, nbytes) in meta["arrays"].items():
+            chunk = raw[start + off:start + off + nbytes]
+            arrays[name] = chunk.view(np.dtype(dtype)).reshape(shape)
+        return meta, arrays
+    except (ValueError, KeyError, TypeError, IndexError):
         return None
 
 
@@ -97,19 +135,19 @@ def load_weights(cache_dir: str | os.PathLike[str], villages: Any, grid: GridDef
     ``layer_key`` (from :func:`village_layer_key`) may be passed to skip re-hashing the layer.
     """
     layer_key = layer_key or village_layer_key(villages)
-    path = cache_path(cache_dir, grid, layer_key)
-    z = _read(path)
-    if z is None:
+    got = _read(cache_path(cache_dir, grid, layer_key))
+    if got is None:
         return None
+    meta, z = got
     try:
-        if str(z["format"]) != FORMAT or str(z["layer_key"]) != layer_key:
+        if meta.get("format") != FORMAT or meta.get("layer_key") != layer_key:
             return None
-        if GridDef.from_dict(json.loads(str(z["grid"]))) != grid:
+        if GridDef.from_dict(meta["grid"]) != grid:
             return None
         n = len(z["codes"])
         matrix = sp.csr_array((z["data"], z["indices"], z["indptr"]), shape=(n, grid.ncells))
-        w = CoverageWeights(matrix, grid, z["codes"].astype(str), z["full"])
-        if "order" in z and len(z["order"]) == n:
+        w = CoverageWeights(matrix, grid, z["codes"], z["full"])
+        if len(z["order"]) == n:
             w.__dict__["order"] = z["order"]      # the cached_property, precomputed at save time
         return w
     except (KeyError, ValueError, TypeError):
@@ -120,15 +158,16 @@ def save_weights(cache_dir: str | os.PathLike[str], weights: CoverageWeights, la
     """Write the weights atomically (temporary file + rename); return the path."""
     path = cache_path(cache_dir, weights.grid, layer_key)
     m = weights.matrix
+    parts = _pack({"format": FORMAT, "layer_key": layer_key, "grid": weights.grid.to_dict()},
+                  {"codes": weights.codes.astype(str), "full": weights.full, "data": m.data,
+                   "indices": m.indices, "indptr": m.indptr, "order": weights.order})
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, format=np.array(FORMAT), layer_key=np.array(layer_key),
-                         grid=np.array(json.dumps(weights.grid.to_dict())),
-                         codes=weights.codes.astype(str), full=weights.full,
-                         data=m.data, indices=m.indices, indptr=m.indptr, order=weights.order)
+                for part in parts:
+                    fh.write(part)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
