@@ -18,7 +18,15 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def _register() -> None:
-    from riskmap.cli import analysis_cmd, check_cmd, output_cmd, run_cmd  # noqa: F401  (commands register)
+    from riskmap.cli import (  # noqa: F401
+        analysis_cmd,
+        check_cmd,
+        output_cmd,
+        run_cmd,
+        serve_cmd,  # noqa: F401  (riskmap serve, riskmap status; #7)
+        sms_cmd,
+        store_cmd,
+    )
 
 
 _register()

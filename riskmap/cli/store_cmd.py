@@ -1,0 +1,306 @@
+"""``riskmap warnings``, ``history``, ``issue``, ``lift``, ``silence``: the office's hands on the store.
+
+Every command takes ``--db URL`` (default: the config's ``store.url``, else ``./riskmap.sqlite``)
+and ``--config``.  Manual acts need ``--by NAME`` and ``--reason``; each act is a run of its own
+(source ``manual``) and every change carries the operator, so ``riskmap history CODE`` shows who
+did what and why.  Targets: ``--village CODE`` (repeatable) and/or ``--feature LAYER:ID``
+(``detention_areas:D1`` → every village in the detention area, ``reservoirs:R3`` → the villages of
+the reservoir's downstream zone) with ``--region``.  With ``--region`` a manual issue or lift also
+queues its SMS (routing and templates of the rule folder) and CAP messages, as a run does.
+``--now`` defaults to the clock (here, at the edge, only).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from riskmap.cli.app import cli
+from riskmap.cli.common import console, load_config, parse_now
+from riskmap.config import Settings
+from riskmap.errors import InputError
+from riskmap.levels import Level
+from riskmap.lifecycle import HAZARDS
+
+DB_HELP = ("Store URL (sqlite:///PATH or postgresql://USER@HOST/DB); "
+           "default: the config's store.url, else ./riskmap.sqlite.")
+
+
+def db_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``--db URL`` and ``--config FILE`` (shared with the SMS commands)."""
+    f = click.option("--config", "config", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="riskmap.toml settings file (default ./riskmap.toml when present).")(f)
+    return click.option("--db", "db", default="", metavar="URL", help=DB_HELP)(f)
+
+
+def now_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``--now ISO8601``: the time of the act (default: the clock)."""
+    return click.option("--now", "now", default=None, metavar="ISO8601",
+                        help="Time of the act with offset, e.g. 2026-07-01T08:00+08:00 (default: now).")(f)
+
+
+def parse_time(option: str, text: str | None) -> datetime | None:
+    """An ISO 8601 time with offset from an option; the error names the option."""
+    try:
+        return parse_now(text)
+    except InputError as exc:
+        raise InputError(f"{option}: {exc}") from None
+
+
+def clock(text: str | None) -> datetime:
+    """``--now`` or the clock (the CLI edge is the one place that reads it)."""
+    return parse_time("--now", text) or datetime.now(UTC)
+
+
+def open_store(db: str, config: Path | None, *, must_exist: bool = False) -> tuple[Any, Settings]:
+    """The store and settings of a command; ``must_exist`` refuses a SQLite file that is not there
+    (a read command should not create an empty store by mistake)."""
+    from riskmap.operations import sqlite_path, store_url
+    from riskmap.store import Store
+
+    settings = load_config(config)
+    url = store_url(db, settings.store.url)
+    path = sqlite_path(url)
+    if must_exist and path is not None and not path.is_file():
+        raise InputError(f"--db: no store at {path} (pass --db URL, set store.url in the config, "
+                         "or run `riskmap run` first)")
+    return Store.open(url), settings
+
+
+def local(t: datetime | None, settings: Settings) -> str:
+    """A time as people read it: office time zone, minutes."""
+    return "" if t is None else t.astimezone(settings.tz).strftime("%Y-%m-%d %H:%M")
+
+
+def level_text(lv: int) -> str:
+    """``[red]红色Ⅰ[/]`` (rich markup), or 无 for 0."""
+    if not lv:
+        return "无"
+    lvl = Level(lv)
+    return f"[{lvl.color}]{lvl.color_zh}{lvl.grade}[/]"
+
+
+def _check_code(code: str) -> str:
+    code = code.strip()
+    if not (len(code) == 12 and code.isdigit()):
+        raise InputError(f"CODE {code!r}: a village code has 12 digits")
+    return code
+
+
+@cli.command("warnings")
+@click.option("--active", is_flag=True, help="Only warnings in force.")
+@click.option("--village", "village", default=None, metavar="CODE", help="Only this village (12 digits).")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table (times with offset).")
+@db_options
+def warnings_cmd(active: bool, village: str | None, as_json: bool, db: str, config: Path | None) -> None:
+    """List the stored warnings (times in the office's time zone)."""
+    if village is not None:
+        village = _check_code(village)
+    store, settings = open_store(db, config, must_exist=True)
+    try:
+        rows = store.warnings(active=active, village=village)
+    finally:
+        store.close()
+    if as_json:
+        tz = settings.tz
+        for w in rows:
+            click.echo(json.dumps({
+                "village": w.village_code, "hazard": w.hazard, "level": w.level,
+                "color": Level(w.level).color, "state": w.state,
+                "since": w.since.astimezone(tz).isoformat(),
+                "valid_until": w.valid_until.astimezone(tz).isoformat() if w.valid_until else None,
+                "manual": w.manual, "operator": w.operator, "rule": w.rule, "reason": w.reason,
+                "cap_identifier": w.cap_identifier}, ensure_ascii=False))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"warnings 预警 ({'active' if active else 'all'}: {len(rows)})")
+    for col in ("village", "hazard", "level", "state", "since", "valid until", "by", "reason"):
+        table.add_column(col, no_wrap=col != "reason")
+    for w in rows:
+        table.add_row(w.village_code, w.hazard, level_text(w.level), w.state, local(w.since, settings),
+                      local(w.valid_until, settings), w.operator if w.manual else "", w.reason)
+    console().print(table)
+
+
+@cli.command("history")
+@click.argument("code")
+@db_options
+def history_cmd(code: str, db: str, config: Path | None) -> None:
+    """The full audit trail of one village: every change, suppression and silence, with who and why."""
+    from rich.table import Table
+
+    code = _check_code(code)
+    store, settings = open_store(db, config, must_exist=True)
+    try:
+        events = store.history(code)
+    finally:
+        store.close()
+    if not events:
+        console().print(f"village {code}: no events in the store")
+        return
+    table = Table(title=f"history 履历 {code}")
+    for col in ("time", "event", "hazard", "level", "by", "run", "reason", "rules"):
+        table.add_column(col, no_wrap=col in ("time", "event", "by", "run"))
+    for e in events:
+        kind = e.kind + (" (silenced)" if e.suppressed else "") + (" (drill)" if e.drill else "")
+        lv = "" if e.kind == "silence" else f"{level_text(e.old_level)} → {level_text(e.new_level)}"
+        table.add_row(local(e.at, settings), kind, e.hazard, lv, e.operator, e.run_id[:12], e.reason,
+                      e.rules_hash[:12])
+    console().print(table)
+
+
+def _target_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option("--region", "region", type=click.Path(exists=True, path_type=Path),
+                     help="Region (for --feature; with it an issue or lift also queues SMS and CAP).")(f)
+    f = click.option("--feature", "features", multiple=True, metavar="LAYER:ID",
+                     help="A feature: detention_areas:D1 (villages in it), reservoirs:R3 (its downstream "
+                     "zone's villages) …; repeatable.")(f)
+    return click.option("--village", "villages", multiple=True, metavar="CODE",
+                        help="Village code (12 digits); repeatable.")(f)
+
+
+def _act_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = now_option(db_options(f))
+    f = click.option("--drill", is_flag=True, help="A drill: messages marked 【演练】, CAP Exercise, "
+                     "warnings unchanged.")(f)
+    f = click.option("--rules", "rules", type=click.Path(exists=True, file_okay=False, path_type=Path),
+                     help="Rule folder for routing/templates (default: config, ./warning_rules, packaged)."
+                     )(f)
+    f = click.option("--by", "by", required=True, help="The operator's name (logged).")(f)
+    f = click.option("--reason", "reason", required=True, help="Why (logged, shown in the audit trail).")(f)
+    return _target_options(f)
+
+
+def _region(path: Path | None) -> Any:
+    if path is None:
+        return None
+    from riskmap.region import load_region
+
+    with console().status("loading the region 读取图层…"):
+        return load_region(path)
+
+
+def _apply(acts: list[Any], db: str, config: Path | None, now: datetime, region: Any, rules: Path | None,
+           drill: bool) -> None:
+    from riskmap.cli.run_cmd import _rules
+    from riskmap.lifecycle import LifecyclePolicy
+    from riskmap.operations import manual_renderer
+    from riskmap.store import apply_manual, ensure_not_held
+
+    store, settings = open_store(db, config)
+    try:
+        ensure_not_held(store)
+        kwargs: dict[str, Any] = {}
+        if region is not None:
+            kwargs["render"] = manual_renderer(region, settings, _rules(rules, settings), drill)
+        out = apply_manual(store, acts, now, LifecyclePolicy.from_settings(settings.lifecycle), drill=drill,
+                           **kwargs)
+        rows = store.outbox(run_id=out.run_id) if out.decision is not None else []
+    finally:
+        store.close()
+    con = console()
+    if out.decision is None:
+        con.print(f"already recorded (run {out.run_id[:12]}): nothing new")
+        return
+    for c in out.decision.changes:
+        con.print(f"{c.kind:9s} {c.village_code} {c.hazard} {level_text(c.old_level)} → "
+                  f"{level_text(c.new_level)}  by {c.operator}")
+    if not out.decision.changes:
+        con.print("no warning changed (nothing in force to lift, or already at that level)")
+    held = sum(1 for r in rows if r.status == "held")
+    con.print(f"{len(out.decision.changes)} change(s) in run {out.run_id[:12]}"
+              + (" (drill)" if drill else ""))
+    if region is None:
+        con.print("no --region: no SMS or CAP queued for this act")
+    else:
+        con.print(f"SMS queued {len(rows) - held}, held for approval {held}"
+                  + (f" (riskmap approve {out.run_id[:12]} --by NAME)" if held else "")
+                  + f"; CAP {dict(out.counts).get('cap', 0)}")
+
+
+@cli.command("issue")
+@click.option("--hazard", "hazard", required=True, type=click.Choice(HAZARDS), help="The hazard.")
+@click.option("--level", "level", required=True, help="blue, yellow, orange, red (or 蓝色…红色, Ⅳ…Ⅰ, 1-4).")
+@click.option("--until", "until", default=None, metavar="ISO8601",
+              help="Valid until, with offset (default: now + lifecycle.manual_validity_h).")
+@_act_options
+def issue_cmd(hazard: str, level: str, until: str | None, villages: tuple[str, ...],
+              features: tuple[str, ...], region: Path | None, reason: str, by: str, rules: Path | None,
+              drill: bool, now: str | None, db: str, config: Path | None) -> None:
+    """Issue (or raise) a warning by hand, e.g. red for every village of an opened detention area."""
+    from riskmap.lifecycle import ManualIssue
+    from riskmap.operations import target_villages
+
+    lv = Level.from_name(level)
+    if lv == 0:
+        raise InputError("--level: a manual issue needs a level above none (use `riskmap lift`)")
+    t = clock(now)
+    valid = parse_time("--until", until)
+    if valid is not None and valid <= t:
+        raise InputError(f"--until {until}: must be after the act ({t.isoformat()})")
+    if not by.strip() or not reason.strip():
+        raise InputError("--by and --reason must not be empty")
+    reg = _region(region)
+    codes, label = target_villages(villages, features, reg)
+    _apply([ManualIssue(label, codes, hazard, int(lv), reason, by, valid_until=valid)], db, config, t, reg,
+           rules, drill)
+
+
+@cli.command("lift")
+@click.option("--hazard", "hazard", required=True, type=click.Choice([*HAZARDS, "all"]),
+              help="The hazard to lift (all: every hazard).")
+@_act_options
+def lift_cmd(hazard: str, villages: tuple[str, ...], features: tuple[str, ...], region: Path | None,
+             reason: str, by: str, rules: Path | None, drill: bool, now: str | None, db: str,
+             config: Path | None) -> None:
+    """Lift (解除) warnings by hand."""
+    from riskmap.lifecycle import ManualLift
+    from riskmap.operations import target_villages
+
+    if not by.strip() or not reason.strip():
+        raise InputError("--by and --reason must not be empty")
+    t = clock(now)
+    reg = _region(region)
+    codes, label = target_villages(villages, features, reg)
+    _apply([ManualLift(label, codes, reason, by, hazard="" if hazard == "all" else hazard)], db, config, t,
+           reg, rules, drill)
+
+
+@cli.command("silence")
+@click.option("--until", "until", required=True, metavar="ISO8601",
+              help="End of the silence, with offset, e.g. 2026-07-02T08:00+08:00.")
+@click.option("--hazard", "hazards", multiple=True, type=click.Choice(HAZARDS),
+              help="Only these hazards (repeatable; default: all).")
+@click.option("--reason", "reason", required=True, help="Why (logged).")
+@click.option("--by", "by", required=True, help="The operator's name (logged).")
+@_target_options
+@now_option
+@db_options
+def silence_cmd(until: str, hazards: tuple[str, ...], reason: str, by: str, villages: tuple[str, ...],
+                features: tuple[str, ...], region: Path | None, now: str | None, db: str,
+                config: Path | None) -> None:
+    """Silence automatic issue and escalation for villages or a feature until a time (logged)."""
+    from riskmap.lifecycle import Silence
+    from riskmap.operations import target_villages
+
+    if not by.strip() or not reason.strip():
+        raise InputError("--by and --reason must not be empty")
+    t = clock(now)
+    end = parse_time("--until", until)
+    if end is None or end <= t:
+        raise InputError(f"--until {until}: the end must be after now ({t.isoformat()})")
+    codes, label = target_villages(villages, features, _region(region))
+    silence = Silence(label, codes, end, reason, by, t, tuple(hazards))
+    store, settings = open_store(db, config)
+    try:
+        sid = store.add_silence(silence)
+    finally:
+        store.close()
+    console().print(f"silenced {len(codes)} village(s) ({', '.join(hazards) or 'all hazards'}) until "
+                    f"{local(end, settings)} by {by} (silence {sid[:12]})")
