@@ -8,17 +8,22 @@ How it computes
 ---------------
 With ``W`` the village × cell coverage matrix (:class:`~riskmap.weights.CoverageWeights`,
 built once per grid and village layer and cached by :mod:`riskmap.weights_cache`) and
-``R`` the forecast as cells × time (C-contiguous float64, one transposing copy of the
-``(time, y, x)`` array)::
+``R`` the forecast as cells × time, the whole computation is the sparse product::
 
-    mean = (W @ R) / rowsum(W)                       # one sparse product, all time steps
-    max  = fmax.reduceat(R[W.indices], W.indptr)     # vectorised over villages, in time chunks
+    mean = (W @ R) / rowsum(W)                  # all villages, all time steps at once
+    max  = max over each CSR row's cells of R   # the cells a village touches
 
-NaN cells are left out: if (and only if) the product shows a NaN, it is redone as
-``(W @ R0) / (W @ V)`` with ``R0`` = R with NaN set to 0 and ``V`` the 0/1 valid mask.
-``covered_fraction`` (dims ``village``) is the share of the village's area (in the grid
-CRS) that lies on grid cells with a value — at the worst time step — so a village partly
-outside the grid, or under NaN cells, says how much of it the numbers describe.
+done by one compiled pass over the CSR arrays (:mod:`riskmap._kernels`, numba; float64
+accumulation; villages visited in spatial order so the grid rows stay in cache).  ``mean``
+alone reads the ``(time, y, x)`` array in place; with ``max`` one transposed copy is made.
+Without numba the same numbers come from ``scipy.sparse`` (``W @ R``) and
+``np.fmax.reduceat`` — no Python loop over villages either way.
+
+NaN cells are left out: a village whose plain mean shows a NaN is recomputed as
+``Σ w·r / Σ w`` over its non-NaN cells.  ``covered_fraction`` (dims ``village``) is the
+share of the village's area (in the grid CRS) that lies on grid cells with a value — at the
+worst time step — so a village partly outside the grid, or under NaN cells, says how much
+of it the numbers describe.
 
 Blocks and Dask
 ---------------
