@@ -81,10 +81,10 @@ def _features(frame: pd.DataFrame, frames: Mapping[str, pd.DataFrame], labels: L
     for name in FEATURE_LAYERS:
         ids = _column(frames.get(name), "id")
         if ids is not None:
-            keys.append(name + "\x00" + ids.dropna())
+            keys.append(name + "|" + ids.dropna())
     valid = pd.Index(pd.concat(keys).unique()) if keys else pd.Index([], dtype=str)
     linked = known_layer & fid.notna()
-    missing = linked & ~(layer + "\x00" + fid).isin(valid).fillna(False).astype(bool)
+    missing = linked & ~(layer + "|" + fid).isin(valid).fillna(False).astype(bool)
     out += rows("contacts", labels, missing, "feature_id", lambda i: (
         f"unknown {layer.iat[i]} id '{fid.iat[i]}'"
         + ("" if layer.iat[i] in frames else f" (the region has no {layer.iat[i]} layer)")))
