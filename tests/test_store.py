@@ -472,3 +472,29 @@ def test_apply_expiry_between_forecasts(store):
     assert [c.kind for c in out.decision.changes] == ["expire"] and out.counts["events"] == 1
     assert apply_expiry(store, h(10)).decision is None
     assert store.warnings(active=True) == [] and store.run(out.run_id).source == "expiry"
+
+
+def test_concurrent_commits_of_one_run_write_once(url, store):
+    import threading
+
+    meta = RunMeta(now=h(0), source="t", forecast_hash="c")
+    rid = run_key(meta)
+    store.begin_run(rid, meta)
+    d = decide({}, levels((V1, 2), (V2, 3), at=h(0)), h(0), POLICY)
+    rows = [OutboxRow(outbox_key(rid, c.key, "13800000000", "sms"), "13800000000", "x") for c in d.changes]
+    other = Store.open(url)
+    barrier = threading.Barrier(2)
+    results: list = []
+
+    def commit(s: Store) -> None:
+        barrier.wait()
+        results.append(s.commit_decision(rid, d, rows))
+
+    threads = [threading.Thread(target=commit, args=(s,)) for s in (store, other)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(30)
+    other.close()
+    assert sorted(r["events"] for r in results) == [0, 2]
+    assert (count(store, t.events), count(store, t.outbox), count(store, t.warnings)) == (2, 2, 2)

@@ -207,6 +207,8 @@ class Store(OutboxMixin):
         outbox = [row_dict(r) for r in outbox_rows]
         caps = list(cap_rows)
         with guard(f"{self.url} commit run {run_id}"), self.engine.begin() as conn:
+            if conn.dialect.name == "sqlite":  # take the write lock now, so the status check below is serial
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
             run = conn.execute(select(t.runs).where(t.runs.c.id == run_id).with_for_update()).first()
             if run is None:
                 raise StoreError(f"store {self.url}: commit for unknown run {run_id!r}; call begin_run first")
