@@ -498,3 +498,15 @@ def test_concurrent_commits_of_one_run_write_once(url, store):
     other.close()
     assert sorted(r["events"] for r in results) == [0, 2]
     assert (count(store, t.events), count(store, t.outbox), count(store, t.warnings)) == (2, 2, 2)
+
+
+def test_bad_store_urls_are_bad_input():
+    from riskmap.errors import InputError
+
+    with pytest.raises(InputError, match="only sqlite"):
+        Store.open("mysql://u:secret@127.0.0.1/x")
+    with pytest.raises(InputError, match="not a database URL"):
+        Store.open("::nonsense://")
+    for plain in ("postgres://riskmap:secret@127.0.0.1:9/none", "postgresql://riskmap:secret@127.0.0.1:9/none"):
+        with pytest.raises(ServiceUnavailable):  # understood, with the installed driver; the port is closed
+            Store.open(plain)

@@ -29,6 +29,7 @@ True
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
 from collections.abc import Iterable, Mapping
@@ -40,7 +41,7 @@ from sqlalchemy import Connection, Engine, bindparam, create_engine, event, make
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 
-from riskmap.errors import ServiceUnavailable, StoreError
+from riskmap.errors import InputError, ServiceUnavailable, StoreError
 from riskmap.lifecycle import Change, Decision, Key, Silence, WarningState
 from riskmap.store import tables as t
 from riskmap.store.db import guard, insert_ignore
@@ -59,10 +60,12 @@ def _url(url: str | Path) -> URL:
     text = str(url)
     if "://" not in text:
         text = f"sqlite:///{Path(text).expanduser().resolve()}"
+    elif text.startswith("postgres://"):  # the scheme many tools print; SQLAlchemy wants postgresql://
+        text = "postgresql://" + text.removeprefix("postgres://")
     try:
         return make_url(text)
     except Exception as exc:  # noqa: BLE001 - sqlalchemy raises ArgumentError
-        raise StoreError(f"store: {text!r} is not a database URL: {exc}") from None
+        raise InputError(f"--db {text!r}: not a database URL ({exc})") from None
 
 
 def _prepare_sqlite_file(url: URL) -> None:
@@ -107,10 +110,12 @@ class Store(OutboxMixin):
                                          f"{exc.strerror or exc}") from None
             kwargs["connect_args"] = {"timeout": 10}
         elif u.get_backend_name() == "postgresql":
+            if u.drivername == "postgresql" and importlib.util.find_spec("psycopg") is None:
+                u = u.set(drivername="postgresql+psycopg2")  # SQLAlchemy 2.1 defaults to psycopg 3
             kwargs.update(pool_pre_ping=True, connect_args={"connect_timeout": 5})
         else:
-            raise StoreError(f"store {u.render_as_string(hide_password=True)}: only sqlite and postgresql "
-                             "are supported")
+            raise InputError(f"--db {u.render_as_string(hide_password=True)}: only sqlite:/// and "
+                             "postgresql:// stores are supported")
         try:
             engine = create_engine(u, **kwargs)
         except ModuleNotFoundError as exc:
