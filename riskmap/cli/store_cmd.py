@@ -199,8 +199,9 @@ def _apply(acts: list[Any], db: str, config: Path | None, now: datetime, region:
         kwargs: dict[str, Any] = {}
         if region is not None:
             kwargs["render"] = manual_renderer(region, settings, _rules(rules, settings), drill)
+        # the act is recorded at its own time (--now, else the clock), so waits and audit times agree
         out = apply_manual(store, acts, now, LifecyclePolicy.from_settings(settings.lifecycle), drill=drill,
-                           **kwargs)
+                           at=now, **kwargs)
         rows = store.outbox(run_id=out.run_id) if out.decision is not None else []
     finally:
         store.close()

@@ -1,0 +1,248 @@
+"""`riskmap approve / outbox / receipts / confirm` (riskmap/cli/sms_cmd.py, riskmap/operations.py).
+
+A manual red issue over the tiny region's detention area (villages 330110001001 and 330110001002,
+township 330110001) with a routing file that holds red for approval gives held messages; the tests
+release them, deliver some, confirm a call-back and read the rates.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import geopandas as gpd
+import pytest
+import shapely
+from region_data import CODES, CRS, valid_layers, write_gpkg
+from rich.console import Console
+
+from riskmap.cli import main, sms_cmd, store_cmd
+from riskmap.cli.app import cli
+from riskmap.operations import ACK, acknowledge_reply, acknowledged_ids, delivery_rates
+from riskmap.store import Store
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*landline cannot receive SMS")
+V0, V1, V2, V3 = CODES
+TOWNSHIP = V0[:9]
+NOW = "2026-07-01T08:00+08:00"
+PG_DOWN = "postgresql+psycopg2://nobody@127.0.0.1:1/x"  # nothing listens on port 1
+MOBILE = re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)")
+MINE = {"warnings": store_cmd.warnings_cmd, "history": store_cmd.history_cmd, "issue": store_cmd.issue_cmd,
+        "lift": store_cmd.lift_cmd, "silence": store_cmd.silence_cmd, "approve": sms_cmd.approve_cmd,
+        "outbox": sms_cmd.outbox_cmd, "receipts": sms_cmd.receipts_cmd, "confirm": sms_cmd.confirm_cmd}
+
+
+@pytest.fixture(autouse=True)
+def _commands(monkeypatch):
+    for name, cmd in MINE.items():
+        monkeypatch.setitem(cli.commands, name, cmd)
+    wide = lambda: Console(width=240, highlight=False)  # noqa: E731
+    monkeypatch.setattr(store_cmd, "console", wide)
+    monkeypatch.setattr(sms_cmd, "console", wide)
+
+
+def rm(capsys, *args: str) -> tuple[int, str]:
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+def jsonl(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+@pytest.fixture(scope="module")
+def region(tmp_path_factory) -> Path:
+    layers = valid_layers()
+    layers["detention_areas"] = gpd.GeoDataFrame(
+        {"id": ["D02"], "name": ["青溪蓄滞洪区"]},
+        geometry=[shapely.box(120.005, 30.002, 120.015, 30.008)], crs=CRS)
+    return write_gpkg(layers, tmp_path_factory.mktemp("region") / "region.gpkg")
+
+
+@pytest.fixture(scope="module")
+def rules_hold_red(tmp_path_factory) -> Path:
+    """The packaged rules with ``release: red: hold`` (领导审签 for red)."""
+    from riskmap.rules import packaged_rules_dir
+
+    folder = tmp_path_factory.mktemp("rules")
+    for entry in packaged_rules_dir().iterdir():
+        if entry.name.endswith((".yaml", ".yml")):
+            (folder / entry.name).write_bytes(entry.read_bytes())
+    routing = folder / "routing.yaml"
+    text = routing.read_text(encoding="utf-8")
+    old = "release: {blue: auto, yellow: auto, orange: auto, red: auto}"
+    assert old in text
+    routing.write_text(text.replace(old, "release: {blue: auto, yellow: auto, orange: auto, red: hold}"),
+                       encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def issued(capsys, tmp_path, region, rules_hold_red) -> tuple[str, str]:
+    """A store with a red manual issue over D02 whose village messages are held; (db URL, run id)."""
+    db = f"sqlite:///{tmp_path / 'riskmap.sqlite'}"
+    code, out = rm(capsys, "issue", "--feature", "detention_areas:D02", "--region", str(region),
+                   "--rules", str(rules_hold_red), "--hazard", "torrent", "--level", "red",
+                   "--reason", "开闸分洪", "--by", "李主任", "--now", NOW, "--db", db)
+    assert code == 0 and "held for approval" in out, out
+    store = Store.open(db)
+    try:
+        run_id = store.runs(1)[0].id
+    finally:
+        store.close()
+    assert f"riskmap approve {run_id[:12]}" in out
+    return db, run_id
+
+
+def test_outbox_lists_held_messages_with_masked_phones(capsys, issued):
+    db, run_id = issued
+    store = Store.open(db)
+    try:
+        rows = store.outbox(run_id=run_id)
+    finally:
+        store.close()
+    held = [r for r in rows if r.status == "held"]
+    # village messages are held; the duty officer's summary is never held
+    assert held and all(r.village_code for r in held)
+    assert {r.phone for r in held} >= {"13800000002", "13800000004"}
+    assert any(r.status == "queued" and r.village_code == "" for r in rows)
+    code, out = rm(capsys, "outbox", "--held", "--db", db)
+    assert code == 0 and f"held: {len(held)}" in out
+    assert "138****0002" in out and "张村" in out
+    assert not MOBILE.search(out), "a full phone number in the output"
+    code, out = rm(capsys, "outbox", "--held", "--json", "--run", run_id[:12], "--db", db)
+    view = jsonl(out)
+    assert code == 0 and [v["id"] for v in view] == [r.id for r in held]
+    assert all(v["status"] == "held" and "****" in v["phone"] for v in view)
+    assert not MOBILE.search(out)
+    code, out = rm(capsys, "outbox", "--db", db)
+    assert code == 0 and f"all: {len(rows)}" in out and not MOBILE.search(out)
+
+
+def test_approve_releases_held_messages_and_logs_approver_and_wait(capsys, issued):
+    db, run_id = issued
+    store = Store.open(db)
+    try:
+        n_held = len(store.outbox(run_id=run_id, status="held"))
+    finally:
+        store.close()
+    code, out = rm(capsys, "approve", run_id[:12], "--by", "张县长", "--now", "2026-07-01T08:20+08:00",
+                   "--db", db)
+    assert code == 0, out
+    assert f"{n_held} message(s) released" in out and "张县长" in out and "20 min 00 s" in out
+    store = Store.open(db)
+    try:
+        assert store.outbox(run_id=run_id, status="held") == []
+        approvals = store.approvals(run_id)
+    finally:
+        store.close()
+    assert [(a["operator"], a["decision"]) for a in approvals] == [("张县长", "approved")]
+    assert "waited 1200 s" in approvals[0]["reason"]
+    assert approvals[0]["at"] == datetime(2026, 7, 1, 0, 20, tzinfo=UTC)
+    code, out = rm(capsys, "outbox", "--pending", "--json", "--db", db)
+    assert code == 0 and len(jsonl(out)) >= n_held
+    code, out = rm(capsys, "outbox", "--held", "--json", "--db", db)
+    assert code == 0 and jsonl(out) == []
+    code, out = rm(capsys, "approve", run_id, "--by", "张县长", "--db", db)
+    assert code == 0 and "already approved" in out
+
+
+@pytest.mark.parametrize(("run", "needle"), [("ffff0000", "no such run"), ("ab", "at least 4")])
+def test_approve_unknown_run_is_exit_2(capsys, issued, run, needle):
+    db, _ = issued
+    code, out = rm(capsys, "approve", run, "--by", "张县长", "--db", db)
+    assert code == 2 and needle in out and "RUN" in out
+
+
+def test_receipts_and_confirm_count_acknowledgements(capsys, issued, region):
+    db, run_id = issued
+    at = datetime(2026, 7, 1, 0, 30, tzinfo=UTC)
+    store = Store.open(db)
+    try:
+        store.approve_run(run_id, "张县长", at)
+        rows = store.outbox(run_id=run_id)
+        store.mark_many([{"id": r.id, "status": "sent"} for r in rows], at)
+        head = next(r for r in rows if r.phone == "13800000002")  # 张村, village head of V0
+        assert store.add_receipt(head.id, "delivered", "id=1&status=1", at)
+    finally:
+        store.close()
+    in_township = [r for r in rows if r.village_code.startswith(TOWNSHIP)]
+
+    code, out = rm(capsys, "receipts", "--json", "--db", db)
+    assert code == 0, out
+    table = {r["township"]: r for r in jsonl(out)}
+    t = table[TOWNSHIP]
+    assert (t["messages"], t["sent"], t["delivered"], t["acknowledged"]) == (len(in_township),
+                                                                             len(in_township), 1, 0)
+    assert t["delivery_rate"] == pytest.approx(1 / len(in_township)) and t["ack_rate"] == 0
+    assert table["total"]["messages"] == len(rows)
+
+    code, out = rm(capsys, "confirm", "+86 138 0000 0002", "--by", "值班员小王", "--now",
+                   "2026-07-01T08:40+08:00", "--db", db)
+    assert code == 0 and "值班员小王" in out and "138****0002" in out and not MOBILE.search(out), out
+    code, again = rm(capsys, "confirm", "13800000002", "--by", "值班员小王", "--db", db)
+    assert code == 0 and "already recorded" in again
+    code, out = rm(capsys, "confirm", "钱户", "--by", "值班员小王", "--db", db)  # by contact name
+    assert code == 0 and "138****0004" in out
+    code, out = rm(capsys, "receipts", "--json", "--db", db)
+    t = {r["township"]: r for r in jsonl(out)}[TOWNSHIP]
+    assert t["acknowledged"] == 2 and t["ack_rate"] == pytest.approx(2 / len(in_township))
+    code, out = rm(capsys, "receipts", "--region", str(region), "--db", db)
+    assert code == 0 and "甲镇" in out and "合计" in out and f"{round(100 * 2 / len(in_township))}%" in out
+
+    store = Store.open(db)
+    try:
+        acked = acknowledged_ids(store)
+        head_receipts = [r["status"] for r in store.receipts(head.id)]
+        # a reply of 1 from the household counts too; a reply of 2 does not
+        assert acknowledge_reply(store, "13800000004", "2", at) is None
+        reply = acknowledge_reply(store, "13800000004", "收到！", at)
+        assert reply is not None and reply.via == "reply" and reply.new
+    finally:
+        store.close()
+    assert head.id in acked and len(acked) == 2
+    assert head_receipts == ["delivered", ACK]
+
+
+def test_confirm_bad_contacts_are_exit_2(capsys, issued):
+    db, _ = issued
+    code, out = rm(capsys, "confirm", "13900000000", "--by", "x", "--db", db)
+    assert code == 2 and "139****0000" in out and "no warning message" in out and not MOBILE.search(out)
+    code, out = rm(capsys, "confirm", "1380000", "--by", "x", "--db", db)
+    assert code == 2 and "not a valid phone number" in out
+    # after the lift, nothing is active to acknowledge
+    code, out = rm(capsys, "lift", "--village", V0, "--village", V1, "--hazard", "all", "--reason", "退水",
+                   "--by", "王工", "--now", "2026-07-01T12:00+08:00", "--db", db)
+    assert code == 0, out
+    code, out = rm(capsys, "confirm", "13800000002", "--by", "x", "--db", db)
+    assert code == 2 and "still active" in out
+
+
+def test_delivery_rates_without_messages_are_nan(tmp_path):
+    store = Store.open(tmp_path / "empty.sqlite")
+    try:
+        table = delivery_rates(store)
+    finally:
+        store.close()
+    assert list(table["township"]) == ["total"] and int(table["messages"].iloc[0]) == 0
+    assert table["delivery_rate"].isna().all()
+
+
+@pytest.mark.parametrize("args", [["outbox"], ["receipts"], ["approve", "abcd1234", "--by", "x"],
+                                  ["confirm", "13800000002", "--by", "x"]])
+def test_unreachable_store_is_exit_3(capsys, args):
+    code, out = rm(capsys, *args, "--db", PG_DOWN)
+    assert code == 3 and "unavailable" in out and "Traceback" not in out
+
+
+def test_missing_sqlite_store_is_exit_2(capsys, tmp_path):
+    code, out = rm(capsys, "outbox", "--db", f"sqlite:///{tmp_path / 'none.sqlite'}")
+    assert code == 2 and "no store at" in out
+    assert not (tmp_path / "none.sqlite").exists()
