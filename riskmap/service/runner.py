@@ -1,0 +1,352 @@
+"""The service process: start-up (validate, lock, recover), the work the jobs do, graceful stop.
+
+Start-up, in order: validate the configuration (every problem one line, exit 2), hold the
+store (a second ``serve`` exits 4 naming the holder), start the delivery-report receiver and
+the dispatcher, end orphaned leases (:func:`~riskmap.service.recovery.release_orphan_leases`),
+re-process runs left ``started`` by a crash, then start the scheduler
+(:mod:`riskmap.service.scheduler`).
+
+What is done is known from the store and the inbox, never from the job store: a forecast file
+stays in the inbox until its cycle is committed and dispatched, then moves to ``done/``; a
+file that cannot be read moves to ``quarantine/`` with its reason.  A cycle interrupted at any
+instant is simply run again — the run id is derived from its inputs, so the second attempt
+either finishes the run or finds it done (:func:`riskmap.store.apply_run`).
+
+SIGTERM / SIGINT: the scheduler stops taking jobs and waits for the running cycle (whose store
+transaction commits or rolls back as a whole), the dispatcher finishes its batch and records
+the answers, the receiver stops, leases still held are ended, the store is released.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+from dataclasses import fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from riskmap.config import Settings
+from riskmap.errors import ConfigError, ForecastError, RiskmapError, RiskmapIOError, ServiceUnavailable
+from riskmap.service.config import ServiceConfig, Source, validate
+from riskmap.service.heartbeat import heartbeat_path, write_heartbeat
+from riskmap.service.inbox import Inbox
+from riskmap.service.logging import run_context, set_context
+from riskmap.service.recovery import acknowledge, release_orphan_leases, unfinished_runs
+
+log = logging.getLogger("riskmap.service")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def db_url_for(settings: Settings, sc: ServiceConfig) -> str:
+    """The store the service uses: ``--db`` / ``service.db``, ``[store] url``, else ``OUT/riskmap.sqlite``."""
+    return sc.db or settings.store.url or f"sqlite:///{(sc.out / 'riskmap.sqlite').resolve()}"
+
+
+class Service:
+    """One ``riskmap serve`` process; :meth:`start`, then :meth:`stop` (see the module docstring)."""
+
+    def __init__(self, settings: Settings, sc: ServiceConfig) -> None:
+        self.settings, self.sc = settings, sc
+        self.db_url = db_url_for(settings, sc)
+        self.hb_path = heartbeat_path(self.db_url, sc.out)
+        self.cycle_lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.started_at = _now()
+        self.sources: dict[str, dict[str, Any]] = {}
+        self.failures: dict[str, int] = {}
+        self.last_forecast: tuple[Path, Source] | None = None
+        self.observed: Path | None = None
+        self.store: Any = None
+        self.hold: Any = None
+        self.receiver: Any = None
+        self.dispatcher: Any = None
+        self.scheduler: Any = None
+        self.state = "starting"
+
+    # -- start-up ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Validate, hold the store, recover, start receiver, dispatcher and scheduler."""
+        from riskmap.rules import find_rules_dir
+        from riskmap.service.lock import take_lock
+        from riskmap.store import Store
+
+        problems = validate(self.settings, self.sc)
+        if problems:
+            raise ConfigError("the service cannot start:\n  " + "\n  ".join(problems))
+        self.sc.out.mkdir(parents=True, exist_ok=True)
+        self.rules_dir = find_rules_dir(self.sc.rules, self.settings.paths.rules_dir or None, Path.cwd())
+        self.inbox = Inbox(self.sc.inbox, self.sc.settle_s)
+        self.store = Store.open(self.db_url)
+        self.hold = take_lock(self.store)
+        log.info("serve: holding store %s as %s", self.store.url, self.hold.holder)
+        try:
+            self._start_sending()
+            n = release_orphan_leases(self.store, _now())
+            if n:
+                log.warning("recovery: %d message(s) were leased by a process that died; they are re-sent "
+                            "unless a delivery report shows they went out", n)
+            self.dispatcher.start()
+            self._find_latest_inputs()
+            self.recover_runs()
+            from riskmap.service.scheduler import build_scheduler
+
+            self.scheduler = build_scheduler(self)
+            self.scheduler.start()
+            self.state = "running"
+            self.write_heartbeat()
+            log.info("serve: watching %s every %g s", self.sc.inbox, self.sc.poll_s)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start_sending(self) -> None:
+        from riskmap.dispatcher import Dispatcher, DispatchPolicy
+        from riskmap.gateways import make_gateway
+
+        dlr_url = ""
+        rc = self.sc.receiver
+        if rc.enabled:
+            from riskmap.receiver import Receiver
+
+            try:
+                self.receiver = Receiver(self.store, os.environ[rc.token_env], rc.host, rc.port,
+                                         on_reply=self.on_reply).start()
+            except OSError as exc:
+                raise ServiceUnavailable(f"receiver: cannot listen on {rc.host}:{rc.port}: "
+                                         f"{exc.strerror or exc}") from None
+            dlr_url = self.receiver.dlr_url()
+            log.info("receiver: listening on %s:%d", self.receiver.host, self.receiver.port)
+        d = self.sc.dispatch
+        gateway = make_gateway(self.settings.gateway, out_dir=self.sc.out, dlr_url=dlr_url)
+        policy = DispatchPolicy(rate_per_s=self.settings.gateway.rate_per_s, concurrency=d.concurrency,
+                                lease_s=d.lease_s, max_attempts=d.max_attempts, sweep_s=d.sweep_s,
+                                mark_batch=d.mark_batch, backoff_base_s=d.backoff_base_s)
+        self.dispatcher = Dispatcher(self.store, gateway, policy)
+
+    def _find_latest_inputs(self) -> None:
+        """The newest forecast and observed file already processed (for expiry checks and merges)."""
+        for p in sorted(self.inbox.processed.iterdir(), key=lambda q: q.stat().st_mtime_ns):
+            src = self.sc.source_for(p.name)
+            if src is not None and src.kind == "forecast":
+                self.last_forecast = (p, src)
+            elif src is not None:
+                self.observed = p
+
+    def recover_runs(self) -> None:
+        """Re-process runs left ``started``: from the inbox (the scan does it) or from ``done/``."""
+        waiting = {p.name for p in self.inbox.candidates()}
+        for run in unfinished_runs(self.store):
+            with run_context(run_id=run.id[:12], file=run.source):
+                if run.source in waiting:
+                    log.warning("recovery: run %s (%s) was interrupted; its file is re-processed from the "
+                                "inbox", run.id[:12], run.source)
+                    continue
+                path = self.inbox.processed / run.source
+                src = self.sc.source_for(run.source)
+                if path.is_file() and src is not None and src.kind == "forecast":
+                    log.warning("recovery: re-running interrupted run %s (%s at %s)", run.id[:12], run.source,
+                                run.now.isoformat())
+                    try:
+                        with self.cycle_lock:
+                            rep = self.cycle(path, src, now=run.now,
+                                             observed=self.observed if run.hashes.get("observed") else None)
+                    except Exception as exc:  # noqa: BLE001 - recovery must not stop the service
+                        log.error("recovery: run %s failed again: %s: %s", run.id[:12],
+                                  type(exc).__name__, exc)
+                        continue
+                    if rep.run_id == run.id:
+                        continue
+                why = "interrupted by a restart; its input is gone or changed (a later run decides instead)"
+                self.store.fail_run(run.id, why)
+                log.warning("recovery: run %s marked failed: %s", run.id[:12], why)
+
+    # -- the work ---------------------------------------------------------------------------------
+    def cycle(self, forecast: Path, source: Source, now: datetime | None = None,
+              observed: Path | None = None) -> Any:
+        """One cycle on one forecast file (the caller holds :attr:`cycle_lock`)."""
+        from riskmap.cycle import CycleRequest, run_cycle
+
+        extra: dict[str, Any] = {}
+        if "dispatch" in {f.name for f in fields(CycleRequest)}:
+            extra["dispatch"] = False  # our own dispatcher sends (its gateway carries the dlr-url)
+        req = CycleRequest(region=self.sc.region or Path("."), forecast=(forecast,), out_dir=self.sc.out,
+                           settings=self.settings, rules_dir=self.rules_dir, observed=observed,
+                           db_url=self.db_url, now=now, forecast_options=dict(source.forecast_options),
+                           write_map=self.sc.write_map, **extra)
+        t0 = _now()
+        report = run_cycle(req, lambda stage: log.debug("cycle stage %s", stage))
+        self.dispatcher.wake()
+        set_context(run_id=report.run_id[:12])
+        total = sum(report.seconds.values())
+        log.info("cycle %s: %s; changes %s; %d message(s) queued, %d held; %.1f s",
+                 report.run_id[:12], "already done" if report.already_done else "committed",
+                 dict(report.changes) or "none", report.messages_queued, report.messages_held, total)
+        self.sources[source.name] = {
+            "file": forecast.name, "run_id": report.run_id, "now": report.now.isoformat(),
+            "started_at": t0.isoformat(), "finished_at": _now().isoformat(),
+            "already_done": report.already_done,
+            "seconds": {k: round(v, 3) for k, v in report.seconds.items()}, "total_s": round(total, 3),
+            "changes": dict(report.changes), "messages_queued": report.messages_queued,
+            "per_level": {str(k): v for k, v in report.per_level.items()}}
+        return report
+
+    def process_file(self, path: Path) -> None:
+        """Run the cycle a newly settled file asks for; move it to ``done/`` or ``quarantine/``."""
+        name = path.name
+        src = self.sc.source_for(name)
+        if src is None:
+            self.inbox.quarantine(path, f"no [[service.sources]] pattern matches {name!r} "
+                                        f"(patterns: {', '.join(s.pattern for s in self.sc.sources)})")
+            log.error("inbox: %s quarantined: no source pattern matches", name)
+            return
+        with run_context(file=name, source=src.name):
+            try:
+                if src.kind == "observed":
+                    from riskmap.forecast import open_observed
+
+                    open_observed(path, **dict(src.forecast_options))  # refuse a bad file before keeping it
+                    self.observed = self.inbox.done(path)
+                    log.info("inbox: observed rainfall %s kept for the next cycles", name)
+                    if self.last_forecast is not None:
+                        self.cycle(*self.last_forecast, observed=self.observed)
+                    return
+                self.cycle(path, src, observed=self.observed)
+            except (ForecastError, RiskmapIOError) as exc:
+                q = self.inbox.quarantine(path, f"{type(exc).__name__}: {exc}")
+                log.error("inbox: %s quarantined (%s): %s", name, q, exc)
+                return
+            except Exception as exc:  # noqa: BLE001 - the service keeps running; the file is tried again
+                n = self.failures[name] = self.failures.get(name, 0) + 1
+                log.error("inbox: %s failed (attempt %d of %d): %s: %s", name, n, self.sc.max_file_attempts,
+                          type(exc).__name__, exc, exc_info=not isinstance(exc, RiskmapError))
+                if n >= self.sc.max_file_attempts and path.exists():
+                    self.inbox.quarantine(path, f"failed {n} times; last error {type(exc).__name__}: {exc}")
+                    self.failures.pop(name, None)
+                return
+            self.failures.pop(name, None)
+            self.last_forecast = (self.inbox.done(path), src)
+
+    def scan_inbox(self) -> None:
+        """The inbox job: process every settled file, oldest first."""
+        if self.stopping.is_set():
+            return
+        with self.cycle_lock:
+            for path in self.inbox.ready():
+                if self.stopping.is_set():
+                    break
+                self.process_file(path)
+        self.write_heartbeat()
+
+    def check_expiry(self) -> None:
+        """The expiry job: while warnings are active, re-decide on the latest forecast at the clock time."""
+        if self.stopping.is_set() or self.last_forecast is None or not self.store.warnings(active=True):
+            return
+        now = _now().replace(second=0, microsecond=0)
+        with self.cycle_lock, run_context(job="expiry", file=self.last_forecast[0].name):
+            try:
+                self.cycle(*self.last_forecast, now=now, observed=self.observed)
+            except Exception as exc:  # noqa: BLE001
+                log.error("expiry check at %s failed: %s: %s", now.isoformat(), type(exc).__name__, exc)
+
+    def housekeeping(self) -> None:
+        """The daily job: old files out, old outbox rows to the archive."""
+        from riskmap.service.housekeeping import archive_outbox, delete_old_files
+
+        gone = delete_old_files([self.sc.out / "cap", self.inbox.processed, self.inbox.quarantined],
+                                self.sc.keep_days)
+        n = archive_outbox(self.store, self.sc.out, self.sc.archive_days, _now())
+        log.info("housekeeping: %d old file(s) deleted, %d outbox row(s) archived", len(gone), n)
+
+    def on_reply(self, phone: str, text: str) -> None:
+        """A reply from a phone: 1 / 收到 acknowledges the latest warning sent to it."""
+        from riskmap.receiver import is_acknowledgement
+
+        if is_acknowledgement(text):
+            oid = acknowledge(self.store, phone, text, _now())
+            log.info("reply: acknowledgement %s", f"of outbox {oid}" if oid else "matches no message")
+
+    # -- observability and stop -------------------------------------------------------------------
+    def write_heartbeat(self) -> None:
+        """Write the heartbeat ``riskmap status`` reads."""
+        from riskmap.service.scheduler import next_runs
+
+        try:
+            data = {
+                "state": self.state, "pid": os.getpid(), "host": socket.gethostname(),
+                "holder": getattr(self.hold, "holder", ""), "started_at": self.started_at.isoformat(),
+                "updated_at": _now().isoformat(), "store": getattr(self.store, "url", self.db_url),
+                "inbox": {"folder": str(self.sc.inbox), "pending": self.inbox.pending(),
+                          "quarantined": sum(1 for p in self.inbox.quarantined.iterdir()
+                                             if not p.name.endswith(".reason.txt"))},
+                "sources": self.sources,
+                "last_forecast": self.last_forecast[0].name if self.last_forecast else None,
+                "observed": self.observed.name if self.observed else None,
+                "jobs": next_runs(self.scheduler) if self.scheduler is not None else [],
+                "dispatcher": vars(self.dispatcher.totals).copy() if self.dispatcher else {},
+                "receiver": dict(self.receiver.counts) if self.receiver else None,
+            }
+            data["dispatcher"].pop("errors", None)
+            write_heartbeat(self.hb_path, data)
+        except OSError as exc:
+            log.warning("heartbeat %s: %s", self.hb_path, exc)
+
+    def stop(self) -> None:
+        """Stop gracefully (idempotent): jobs, dispatcher, receiver, leases, the hold."""
+        self.stopping.set()
+        self.state = "stopping"
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=True)  # the running cycle finishes (its transaction is atomic)
+        clean = True
+        if self.dispatcher is not None:
+            self.dispatcher.stop()
+            thread = getattr(self.dispatcher, "_thread", None)
+            clean = not (thread is not None and thread.is_alive())
+            self.dispatcher.gateway.close()
+        if self.receiver is not None:
+            self.receiver.stop()
+            self.receiver = None
+        if self.store is not None and self.hold is not None:
+            if clean:
+                n = release_orphan_leases(self.store, _now())
+                if n:
+                    log.info("stop: %d lease(s) released", n)
+            self.state = "stopped"
+            self.write_heartbeat()
+            self.hold.release()
+            self.hold = None
+            log.info("serve: stopped")
+        self.scheduler = self.dispatcher = None
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+
+def run_service(settings: Settings, sc: ServiceConfig) -> int:
+    """Run until SIGTERM or SIGINT; returns the exit code (0 after a graceful stop)."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        log.info("serve: %s received, stopping", signal.Signals(signum).name)
+        stop.set()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second signal ends the process at once
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    svc = Service(settings, sc)
+    try:
+        svc.start()
+        while not stop.wait(1.0):
+            if svc.scheduler is None or not svc.scheduler.running:
+                raise ServiceUnavailable("serve: the scheduler stopped unexpectedly")
+    finally:
+        svc.stop()
+        for s, h in old.items():
+            signal.signal(s, h)
+    return 0

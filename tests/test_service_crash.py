@@ -1,0 +1,165 @@
+"""The crash test of ``riskmap serve`` (#7), with real processes: serve as a subprocess, real Kannel and its
+fake SMSC, SIGKILL at each named fault point, restart, count.
+
+For each point: drop a forecast that makes red warnings, start ``serve`` with
+``RISKMAP_FAULT=<point>``, see it die by SIGKILL at that instant (and the store in the state that
+instant implies), restart it without the fault, let it finish, stop it with SIGTERM, and compare
+with a run that was never killed:
+
+- the warning decisions (events) are exactly the same — none lost, none repeated;
+- every queued SMS arrived at the fake SMSC;
+- no SMS arrived twice, except in the documented window (``after-gateway-accept``: the gateway
+  accepted, the ``sent`` mark was not committed) — and there at most one, the message in flight.
+
+Kannel is required: under CI=true a missing Kannel fails the test (``kannel_fixture.require_kannel``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from kannel_fixture import KannelHarness, require_kannel
+from service_data import (
+    RISKMAP,
+    drop,
+    env,
+    make_region,
+    query,
+    start_serve,
+    stop,
+    wait_for,
+    write_config,
+    write_forecast,
+)
+
+from riskmap.service.faults import POINTS
+
+EVENT_SQL = "SELECT village_code, hazard, kind, old_level, new_level, suppressed FROM events ORDER BY key"
+
+
+@pytest.fixture(scope="module")
+def kannel_mod(tmp_path_factory: pytest.TempPathFactory):
+    require_kannel()
+    h = KannelHarness(tmp_path_factory.mktemp("kannel"))
+    try:
+        h.start()
+        yield h
+    finally:
+        h.stop()
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("inputs")
+    return {"region": make_region(d / "region.gpkg"), "forecast": write_forecast(d / "qx_20260715.nc"),
+            "cache": d / "cache"}
+
+
+def _digits(number: str) -> str:
+    return "".join(c for c in number if c.isdigit())[-11:]
+
+
+def scenario(d: Path, kannel: KannelHarness, inputs: dict[str, Path], fault: str | None) -> dict:
+    """A forecast through serve, killed at ``fault`` (None: never), restarted: what the store and SMSC saw."""
+    d.mkdir(parents=True, exist_ok=True)
+    write_config(d, inputs["region"], inputs["cache"], kannel)
+    db, log = d / "out" / "riskmap.sqlite", d / "serve.log"
+    before = len(kannel.messages())
+    drop(inputs["forecast"], d / "inbox")
+    seen: dict = {}
+    if fault is not None:
+        p = start_serve(d, env(kannel, RISKMAP_FAULT=fault))
+        rc = p.wait(timeout=90)
+        assert rc == -9, f"serve should have been killed at {fault}, exit {rc}:\n{log.read_text()[-3000:]}"
+        assert f"SIGKILL at {fault}" in log.read_text()
+        seen["runs"] = query(db, "SELECT status, attempts FROM runs")
+        seen["events"] = query(db, "SELECT count(*) FROM events")[0][0] if db.exists() else 0
+        seen["outbox"] = query(db, "SELECT status FROM outbox")
+        seen["inbox"] = sorted(p.name for p in (d / "inbox").iterdir() if p.is_file())
+    p = start_serve(d, env(kannel))
+    try:
+        done = d / "inbox" / "done" / inputs["forecast"].name
+        wait_for(done.exists, 60, "the file in done/", p, log)
+        wait_for(lambda: query(db, "SELECT count(*) FROM outbox")[0][0] > 0 and not query(
+            db, "SELECT id FROM outbox WHERE status NOT IN ('sent', 'delivered')"), 30, "all sent", p, log)
+        rows = query(db, "SELECT id, phone, text FROM outbox")
+        wait_for(lambda: len(kannel.messages()) - before >= len(rows), 20, "all at the fake SMSC", p, log)
+        if fault is None:  # riskmap status while serve runs
+            seen["status"] = subprocess.run([*RISKMAP, "status", "--config", "riskmap.toml", "--json"], cwd=d,
+                                            capture_output=True, text=True, timeout=60, env=env(kannel))
+            seen["status_text"] = subprocess.run([*RISKMAP, "status", "--config", "riskmap.toml"], cwd=d,
+                                                 capture_output=True, text=True, timeout=60, env=env(kannel))
+    finally:
+        rc = stop(p)
+    assert rc == 0, log.read_text()[-3000:]
+    return {"seen": seen, "events": query(db, EVENT_SQL), "rows": rows,
+            "runs": query(db, "SELECT id, status, attempts FROM runs"),
+            "arrived": [(_digits(to), text) for to, text, _n in kannel.messages()[before:]],
+            "log": log.read_text(encoding="utf-8", errors="replace")}
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory, kannel_mod, inputs) -> dict:
+    return scenario(tmp_path_factory.mktemp("baseline"), kannel_mod, inputs, None)
+
+
+def test_uninterrupted_run_sends_every_sms_once_and_status_shows_it(baseline) -> None:
+    assert len(baseline["rows"]) >= 4 and baseline["events"]
+    expected = Counter((_digits(ph), text) for _id, ph, text in baseline["rows"])
+    assert Counter(baseline["arrived"]) == expected
+    assert [r[1:] for r in baseline["runs"]] == [("done", 1)]
+    st = baseline["seen"]["status"]
+    assert st.returncode == 0, st.stderr
+    data = json.loads(st.stdout)
+    assert data["held_by"] and "riskmap serve on" in data["held_by"]
+    assert data["warnings_per_level"]["4"] > 0
+    assert data["outbox"]["sent"] == len(baseline["rows"]) and data["outbox"]["backlog"] == 0
+    assert data["last_runs"]["qx_20260715.nc"]["status"] == "done"
+    assert data["service"]["state"] == "running"
+    assert {j["id"] for j in data["service"]["jobs"]} >= {"inbox-scan", "dispatch-sweep", "housekeeping"}
+    assert "forecast" in data["service"]["sources"] and data["service"]["sources"]["forecast"]["seconds"]
+    text = baseline["seen"]["status_text"].stdout
+    assert "active warnings: red" in text and "next jobs:" in text, text
+
+
+@pytest.mark.parametrize("fault", POINTS)
+def test_kill_at_fault_point_loses_and_repeats_nothing(fault, baseline, kannel_mod, inputs, tmp_path) -> None:
+    got = scenario(tmp_path / fault, kannel_mod, inputs, fault)
+    seen = got["seen"]
+    # the store at the instant of the kill
+    name = inputs["forecast"].name
+    assert name in seen["inbox"], "a file leaves the inbox only after its cycle"
+    if fault in ("after-ingest", "after-levels"):
+        assert seen["runs"] == [] and seen["events"] == 0
+    elif fault == "before-commit":
+        assert seen["runs"] == [("started", 1)] and seen["events"] == 0 and seen["outbox"] == []
+    elif fault == "after-commit":
+        assert seen["runs"] == [("done", 1)] and seen["events"] == len(baseline["events"])
+        assert {s for (s,) in seen["outbox"]} == {"queued"}
+    else:
+        assert seen["runs"] == [("done", 1)] and ("leased",) in seen["outbox"]
+    # after the restart: the same decisions as the run never killed, none twice
+    assert got["events"] == baseline["events"]
+    assert len(got["runs"]) == 1 and got["runs"][0][1] == "done"
+    if fault == "before-commit":
+        assert got["runs"][0][2] == 2, "the interrupted run was re-processed (second attempt)"
+    expected = Counter((_digits(ph), text) for _id, ph, text in got["rows"])
+    assert expected == Counter((_digits(ph), text) for _id, ph, text in baseline["rows"])
+    arrived = Counter(got["arrived"])
+    assert set(arrived) == set(expected), "every SMS arrived, nothing else"
+    duplicates = sum(n - 1 for n in arrived.values())
+    if fault == "after-gateway-accept":
+        assert duplicates <= 1, f"only the message in flight may repeat: {arrived}"
+        assert "leased by a process that died" in got["log"]
+    else:
+        assert duplicates == 0, arrived
+
+
+def test_kannel_binaries_present_in_ci() -> None:
+    require_kannel()
+    assert shutil.which("bearerbox") or Path("/usr/sbin/bearerbox").exists()
