@@ -159,6 +159,8 @@ def _interp(cum: np.ndarray, bounds: np.ndarray, x: np.ndarray) -> np.ndarray:
         return cum[:, [0] * len(x)]
     span = bounds[k + 1] - bounds[k]
     f = np.where(span > 0, (x - bounds[k]) / np.where(span > 0, span, 1.0), 0.0)
+    if not f.any():                      # every point on a boundary (the usual case)
+        return cum[:, k]
     return cum[:, k] * (1.0 - f) + cum[:, k + 1] * f
 
 
