@@ -223,8 +223,8 @@ def coverage_weights(villages: Any, grid: GridDef) -> CoverageWeights:
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise RegionError(
-            f"villages: row code={codes[i]}: geometry type {shapely.get_type_id(geoms[i])} "
-            f"({geoms[i].geom_type}) is not Polygon, MultiPolygon or Point"
+            f"villages: row code={codes[i]}: column 'geometry': {geoms[i].geom_type} is not "
+            "Polygon, MultiPolygon or Point"
         )
     is_point &= ~empty
     is_poly &= ~empty
