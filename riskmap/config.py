@@ -74,6 +74,10 @@ class LifecycleSettings:
     """Hours a lower level must persist before a blue, yellow, orange, red warning is lowered."""
     validity_margin_h: float = 6.0
     """Hours past the end of the triggering window before an unrenewed warning expires."""
+    hold_runs: int = 0
+    """Alternatively lower a warning after this many consecutive lower runs (0 = use ``hold_h`` only)."""
+    manual_validity_h: float = 24.0
+    """Hours a manually issued warning stays valid unless lifted or renewed."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,8 @@ class CapSettings:
     sector_code: str = "110"
     unit_code: str = "001"
     group_by_township: bool = False
+    languages: tuple[str, ...] = ()
+    """``info`` languages, e.g. ["zh-CN", "en-US"]; empty = zh-CN (plus en-US when the office is en-US)."""
 
 
 @dataclass(frozen=True)
@@ -202,6 +208,11 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"{src}: 'rainfall.day_boundary' must be HH:MM, got {s.rainfall.day_boundary!r}")
     if s.gateway.kind not in ("file", "kannel", "smpp", "http"):
         raise ConfigError(f"{src}: 'gateway.kind' must be file, kannel, smpp or http, got {s.gateway.kind!r}")
+    bad = [lang for lang in s.cap.languages if lang not in ("zh-CN", "en-US")]
+    if bad:
+        raise ConfigError(f"{src}: 'cap.languages' may hold zh-CN and en-US, got {bad[0]!r}")
+    if s.lifecycle.hold_runs < 0 or s.lifecycle.manual_validity_h <= 0:
+        raise ConfigError(f"{src}: 'lifecycle.hold_runs' must be >= 0 and 'lifecycle.manual_validity_h' > 0")
     if any(h < 0 for h in s.lifecycle.hold_h):
         raise ConfigError(f"{src}: 'lifecycle.hold_h' must not be negative")
 

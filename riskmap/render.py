@@ -23,7 +23,13 @@ from riskmap.templates import TemplateSet
 
 
 def is_internal(change: Change, ruleset: RuleSet | None) -> bool:
-    """Whether a change concerns a level the rules mark internal (never sent to the public)."""
+    """Whether a change concerns a level the rules mark internal (never sent to the public).
+
+    The change carries the flag of the level it raises; a lift or expiry is internal when the
+    level it ends is internal by the rules.
+    """
+    if change.internal and change.kind not in ("lift", "expire"):
+        return True
     if ruleset is None:
         return False
     rule = next((r for r in ruleset.rules if r.hazard == change.hazard), None)
