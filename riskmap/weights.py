@@ -193,7 +193,7 @@ def _polygon_coverage(geoms: np.ndarray, grid: GridDef) -> tuple[np.ndarray, np.
     return pos, cells, cov
 
 
-def coverage_weights(villages: Any, grid: GridDef) -> CoverageWeights:
+def coverage_weights(villages: Any, grid: GridDef | Any) -> CoverageWeights:
     """Build the coverage weights of a village layer on a grid.
 
     Parameters
@@ -202,7 +202,7 @@ def coverage_weights(villages: Any, grid: GridDef) -> CoverageWeights:
         A GeoDataFrame in the villages schema (``code`` column, a CRS; Polygon,
         MultiPolygon or Point geometries) or a :class:`~riskmap.region.Region`.
     grid
-        The grid (:meth:`GridDef.from_dataarray` of the forecast).
+        The grid: a :class:`~riskmap.grid.GridDef` or the forecast DataArray itself.
 
     Returns
     -------
@@ -210,6 +210,8 @@ def coverage_weights(villages: Any, grid: GridDef) -> CoverageWeights:
         Rows in the order of ``villages``.  A village not on the grid at all gets an empty
         row (its rainfall is NaN) and a :class:`~riskmap.errors.CoverageWarning` names it.
     """
+    if not isinstance(grid, GridDef):
+        grid = GridDef.from_dataarray(grid)
     gdf = village_frame(villages)
     codes = gdf["code"].astype(str).to_numpy()
     geo = gdf.geometry if gdf.crs.equals(grid.crs) else gdf.geometry.to_crs(grid.crs)

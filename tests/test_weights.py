@@ -100,7 +100,7 @@ def test_weights_reproject_villages_to_the_grid_crs():
     poly = shapely.box(117.12, 31.07, 117.31, 31.22)
     v4326 = villages([poly], crs="EPSG:4326")
     w_direct = coverage_weights(v4326, g)
-    w_metric = coverage_weights(v4326.to_crs(CRS), g)
+    w_metric = coverage_weights(v4326.to_crs(CRS), grid_da(x0=117.0, y0=31.0, d=0.05, crs="EPSG:4326"))
     assert np.abs(w_direct.matrix.toarray() - w_metric.matrix.toarray()).max() < 1e-3
 
 
