@@ -9,6 +9,8 @@ village 1.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime
 
 import geopandas as gpd
@@ -255,3 +257,29 @@ def test_default_store_is_the_config_url_else_local_file(capsys, tmp_path, monke
     assert code == 0 and [json.loads(x)["village"] for x in out.splitlines()] == [V1]
     code, out = rm(capsys, "warnings", "--help")
     assert "./riskmap.sqlite" in out and "store.url" in out
+
+
+def test_console_script_runs_these_commands(tmp_path):
+    """In a fresh process (no test-side registration): the group carries these commands and exit codes."""
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "riskmap.cli", *args], capture_output=True, text=True,
+                              cwd=tmp_path, timeout=120, check=False)
+
+    db = f"sqlite:///{tmp_path / 'riskmap.sqlite'}"
+    for name, option in (("issue", "--feature"), ("lift", "--village"), ("silence", "--until"),
+                         ("warnings", "--json"), ("history", "--db")):
+        res = run(name, "--help")
+        assert res.returncode == 0 and option in res.stdout, (name, res.stderr)
+    res = run("issue", "--village", V0, "--hazard", "torrent", "--level", "red", "--reason", "开闸分洪",
+              "--by", "李主任", "--now", NOW, "--db", db)
+    assert res.returncode == 0 and "李主任" in res.stdout, res.stderr
+    res = run("warnings", "--active", "--json", "--db", db)
+    assert res.returncode == 0 and json.loads(res.stdout)["village"] == V0
+    res = run("issue", "--village", V0, "--hazard", "torrent", "--level", "purple", "--reason", "x", "--by",
+              "x", "--db", db)
+    assert res.returncode == 2 and res.stderr.strip() == (
+        "riskmap: error: unknown level 'purple': use none, blue, yellow, orange or red "
+        "(or 蓝色/黄色/橙色/红色, Ⅳ-Ⅰ)")
+    res = run("history", V0, "--db", PG_DOWN)
+    assert res.returncode == 3 and "Traceback" not in res.stderr
+    assert res.stderr.startswith("riskmap: error: store ") and "unavailable" in res.stderr.splitlines()[0]

@@ -27,6 +27,8 @@ from riskmap.errors import InputError
 from riskmap.levels import Level
 from riskmap.lifecycle import HAZARDS
 
+SHOW_CHANGES = 30
+"""A manual act prints at most this many changes."""
 DB_HELP = ("Store URL (sqlite:///PATH or postgresql://USER@HOST/DB); "
            "default: the config's store.url, else ./riskmap.sqlite.")
 
@@ -209,10 +211,13 @@ def _apply(acts: list[Any], db: str, config: Path | None, now: datetime, region:
     if out.decision is None:
         con.print(f"already recorded (run {out.run_id[:12]}): nothing new")
         return
-    for c in out.decision.changes:
+    changes = out.decision.changes
+    for c in changes[:SHOW_CHANGES]:
         con.print(f"{c.kind:9s} {c.village_code} {c.hazard} {level_text(c.old_level)} → "
                   f"{level_text(c.new_level)}  by {c.operator}")
-    if not out.decision.changes:
+    if len(changes) > SHOW_CHANGES:
+        con.print(f"… and {len(changes) - SHOW_CHANGES} more (riskmap history CODE shows each village)")
+    if not changes:
         con.print("no warning changed (nothing in force to lift, or already at that level)")
     held = sum(1 for r in rows if r.status == "held")
     con.print(f"{len(out.decision.changes)} change(s) in run {out.run_id[:12]}"
@@ -222,7 +227,7 @@ def _apply(acts: list[Any], db: str, config: Path | None, now: datetime, region:
     else:
         con.print(f"SMS queued {len(rows) - held}, held for approval {held}"
                   + (f" (riskmap approve {out.run_id[:12]} --by NAME)" if held else "")
-                  + f"; CAP {dict(out.counts).get('cap', 0)}")
+                  + f"; CAP {dict(out.counts).get('cap', 0)} (sent by riskmap serve, or with the next run)")
 
 
 @cli.command("issue")
