@@ -14,7 +14,7 @@ exit 2 when there is any).
     db = ""                           # store URL; empty: [store] url, else OUT/riskmap.sqlite
     poll_s = 5.0                      # inbox scan interval
     settle_s = 2.0                    # a file must keep its size this long before it is read
-    expiry_check_min = 15.0           # re-decide on the latest forecast at the clock time (0: off)
+    expiry_check_min = 5.0            # expire warnings whose validity ended (0: off)
     housekeeping_at = "03:00"         # daily, local time
     keep_days = 30                    # delete outputs, done/ and quarantine/ files older than this
     archive_days = 90                 # archive sent outbox rows older than this
@@ -107,7 +107,7 @@ class ServiceConfig:
     rules: Path | None = None
     poll_s: float = 5.0
     settle_s: float = 2.0
-    expiry_check_min: float = 15.0
+    expiry_check_min: float = 5.0
     housekeeping_at: str = "03:00"
     keep_days: float = 30.0
     archive_days: float = 90.0

@@ -94,14 +94,28 @@ class PlainFormatter(logging.Formatter):
         return line
 
 
+class SkipNoise(logging.Filter):
+    """Drop APScheduler's "skipped: maximum number of running instances reached" (a scan still running is
+    expected: ``max_instances`` 1 is the point)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances reached" not in str(record.msg)
+
+
 def setup_logging(json_lines: bool = False, level: int = logging.INFO, stream: Any = None) -> logging.Handler:
-    """Send the ``riskmap`` and ``apscheduler`` loggers to ``stream`` (stderr) in the chosen format."""
+    """Send the ``riskmap``, ``apscheduler`` and Python-warning loggers to ``stream`` (stderr).
+
+    Data warnings (:class:`~riskmap.errors.DataWarning` …) become log records of ``py.warnings``,
+    so they carry the run context and come out as JSON lines too.
+    """
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(ContextFilter())
+    handler.addFilter(SkipNoise())
     handler.setFormatter(JsonFormatter() if json_lines else PlainFormatter())
-    for name in ("riskmap", "apscheduler"):
+    logging.captureWarnings(True)
+    for name in ("riskmap", "apscheduler", "py.warnings"):
         lg = logging.getLogger(name)
         lg.handlers[:] = [handler]
-        lg.setLevel(level if name == "riskmap" else max(level, logging.WARNING))
+        lg.setLevel(level if name != "apscheduler" else max(level, logging.WARNING))
         lg.propagate = False
     return handler

@@ -62,6 +62,7 @@ class Service:
         self.sources: dict[str, dict[str, Any]] = {}
         self.failures: dict[str, int] = {}
         self.last_forecast: tuple[Path, Source] | None = None
+        """The newest forecast processed (an observed file re-runs it with the new observation)."""
         self.observed: Path | None = None
         self.store: Any = None
         self.hold: Any = None
@@ -69,6 +70,7 @@ class Service:
         self.dispatcher: Any = None
         self.scheduler: Any = None
         self.state = "starting"
+        self._renderer: Any = None
 
     # -- start-up ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -144,6 +146,11 @@ class Service:
         waiting = {p.name for p in self.inbox.candidates()}
         for run in unfinished_runs(self.store):
             with run_context(run_id=run.id[:12], file=run.source):
+                if run.source == "expiry":
+                    log.warning("recovery: re-running the expiry check at %s", run.now.isoformat())
+                    self.check_expiry(run.now)
+                    if (self.store.run(run.id) or run).status != "started":
+                        continue
                 if run.source in waiting:
                     log.warning("recovery: run %s (%s) was interrupted; its file is re-processed from the "
                                 "inbox", run.id[:12], run.source)
@@ -174,7 +181,10 @@ class Service:
         from riskmap.cycle import CycleRequest, run_cycle
 
         extra: dict[str, Any] = {}
-        if "dispatch" in {f.name for f in fields(CycleRequest)}:
+        known = {f.name for f in fields(CycleRequest)}
+        if "refuse_if_held" in known:
+            extra["refuse_if_held"] = False  # we are the holder
+        if "dispatch" in known:
             extra["dispatch"] = False  # our own dispatcher sends (its gateway carries the dlr-url)
         req = CycleRequest(region=self.sc.region or Path("."), forecast=(forecast,), out_dir=self.sc.out,
                            settings=self.settings, rules_dir=self.rules_dir, observed=observed,
@@ -244,16 +254,25 @@ class Service:
                 self.process_file(path)
         self.write_heartbeat()
 
-    def check_expiry(self) -> None:
-        """The expiry job: while warnings are active, re-decide on the latest forecast at the clock time."""
-        if self.stopping.is_set() or self.last_forecast is None or not self.store.warnings(active=True):
+    def check_expiry(self, now: datetime | None = None) -> None:
+        """The expiry job: warnings whose validity ended are expired (and announced) on time."""
+        from riskmap.service.expiry import due_warnings, expire_due_warnings, make_renderer
+
+        now = now or _now().replace(second=0, microsecond=0)
+        if self.stopping.is_set() or not due_warnings(self.store, now):
             return
-        now = _now().replace(second=0, microsecond=0)
-        with self.cycle_lock, run_context(job="expiry", file=self.last_forecast[0].name):
+        with self.cycle_lock, run_context(job="expiry"):
             try:
-                self.cycle(*self.last_forecast, now=now, observed=self.observed)
-            except Exception as exc:  # noqa: BLE001
+                if self._renderer is None:
+                    self._renderer = make_renderer(self.settings, self.sc.region or Path("."), self.rules_dir)
+                applied = expire_due_warnings(self.store, self._renderer, now, self.sc.out, self.settings)
+            except Exception as exc:  # noqa: BLE001 - the service keeps running; the next check retries
                 log.error("expiry check at %s failed: %s: %s", now.isoformat(), type(exc).__name__, exc)
+                return
+            self.dispatcher.wake()
+            n = len(applied.decision.changes) if applied.decision else 0
+            set_context(run_id=applied.run_id[:12])
+            log.info("expiry check at %s: %d warning(s) expired", now.isoformat(), n)
 
     def housekeeping(self) -> None:
         """The daily job: old files out, old outbox rows to the archive."""
@@ -290,7 +309,8 @@ class Service:
                 "observed": self.observed.name if self.observed else None,
                 "jobs": next_runs(self.scheduler) if self.scheduler is not None else [],
                 "dispatcher": vars(self.dispatcher.totals).copy() if self.dispatcher else {},
-                "receiver": dict(self.receiver.counts) if self.receiver else None,
+                "receiver": ({"host": self.receiver.host, "port": self.receiver.port, **self.receiver.counts}
+                             if self.receiver else None),
             }
             data["dispatcher"].pop("errors", None)
             write_heartbeat(self.hb_path, data)

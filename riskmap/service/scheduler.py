@@ -9,8 +9,8 @@ in memory: what is done is in the store and the inbox, so a job lost with the pr
 =================  =====================================================================
 ``inbox-scan``     every ``poll_s``: settled files → cycles (outputs written after each)
 ``dispatch-sweep`` every ``dispatch.sweep_s``: wake the dispatcher (it also wakes on commits)
-``expiry-check``   every ``expiry_check_min`` while warnings are active (0: off): a cycle on
-                   the latest forecast at the clock time expires and lifts warnings on time
+``expiry-check``   every ``expiry_check_min`` (0: off): warnings whose validity ended are
+                   expired and announced (:mod:`riskmap.service.expiry`)
 ``housekeeping``   daily at ``housekeeping_at`` (office time zone): old files, outbox archive
 ``heartbeat``      every 5 s: the JSON file ``riskmap status`` reads
 =================  =====================================================================
