@@ -1,69 +1,38 @@
 """`riskmap approve / outbox / receipts / confirm` (riskmap/cli/sms_cmd.py, riskmap/operations.py).
 
 A manual red issue over the tiny region's detention area (villages 330110001001 and 330110001002,
-township 330110001) with a routing file that holds red for approval gives held messages; the tests
-release them, deliver some, confirm a call-back and read the rates.
+township 330110001; see tests/cli_fixtures.py) with a routing file that holds red for approval gives
+held messages; the tests release them, deliver some, confirm a call-back and read the rates — on
+SQLite and on PostgreSQL.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import UTC, datetime
 from pathlib import Path
 
-import geopandas as gpd
 import pytest
-import shapely
-from region_data import CODES, CRS, valid_layers, write_gpkg
-from rich.console import Console
+from cli_fixtures import NOW, PG_DOWN, db_url, jsonl, rm, use_these_commands, write_region
+from region_data import CODES
 
-from riskmap.cli import main, sms_cmd, store_cmd
-from riskmap.cli.app import cli
 from riskmap.operations import ACK, acknowledge_reply, acknowledged_ids, delivery_rates
 from riskmap.store import Store
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*landline cannot receive SMS")
 V0, V1, V2, V3 = CODES
 TOWNSHIP = V0[:9]
-NOW = "2026-07-01T08:00+08:00"
-PG_DOWN = "postgresql+psycopg2://nobody@127.0.0.1:1/x"  # nothing listens on port 1
 MOBILE = re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)")
-MINE = {"warnings": store_cmd.warnings_cmd, "history": store_cmd.history_cmd, "issue": store_cmd.issue_cmd,
-        "lift": store_cmd.lift_cmd, "silence": store_cmd.silence_cmd, "approve": sms_cmd.approve_cmd,
-        "outbox": sms_cmd.outbox_cmd, "receipts": sms_cmd.receipts_cmd, "confirm": sms_cmd.confirm_cmd}
 
 
 @pytest.fixture(autouse=True)
 def _commands(monkeypatch):
-    for name, cmd in MINE.items():
-        monkeypatch.setitem(cli.commands, name, cmd)
-    wide = lambda: Console(width=240, highlight=False)  # noqa: E731
-    monkeypatch.setattr(store_cmd, "console", wide)
-    monkeypatch.setattr(sms_cmd, "console", wide)
-
-
-def rm(capsys, *args: str) -> tuple[int, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out + out.err
-
-
-def jsonl(text: str) -> list[dict]:
-    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    use_these_commands(monkeypatch)
 
 
 @pytest.fixture(scope="module")
 def region(tmp_path_factory) -> Path:
-    layers = valid_layers()
-    layers["detention_areas"] = gpd.GeoDataFrame(
-        {"id": ["D02"], "name": ["青溪蓄滞洪区"]},
-        geometry=[shapely.box(120.005, 30.002, 120.015, 30.008)], crs=CRS)
-    return write_gpkg(layers, tmp_path_factory.mktemp("region") / "region.gpkg")
+    return write_region(tmp_path_factory.mktemp("region"))
 
 
 @pytest.fixture(scope="module")
@@ -84,10 +53,10 @@ def rules_hold_red(tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.fixture
-def issued(capsys, tmp_path, region, rules_hold_red) -> tuple[str, str]:
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def issued(request, capsys, tmp_path, region, rules_hold_red) -> tuple[str, str]:
     """A store with a red manual issue over D02 whose village messages are held; (db URL, run id)."""
-    db = f"sqlite:///{tmp_path / 'riskmap.sqlite'}"
+    db = db_url(request.param, tmp_path)
     code, out = rm(capsys, "issue", "--feature", "detention_areas:D02", "--region", str(region),
                    "--rules", str(rules_hold_red), "--hazard", "torrent", "--level", "red",
                    "--reason", "开闸分洪", "--by", "李主任", "--now", NOW, "--db", db)

@@ -1,9 +1,9 @@
-"""`riskmap warnings / history / issue / lift / silence` (riskmap/cli/store_cmd.py) on a real SQLite store.
+"""`riskmap warnings / history / issue / lift / silence` (riskmap/cli/store_cmd.py) on SQLite and PostgreSQL.
 
-The region is the tiny one of ``tests/region_data.py`` (four 0.01° villages in a row, two townships)
-with a detention area over the east half of village 0 and the west half of village 1, so
-``detention_areas:D02`` covers exactly villages 0 and 1; reservoir 002's downstream zone lies inside
-village 1.
+The region (tests/cli_fixtures.py) is the tiny one of ``tests/region_data.py`` (four 0.01° villages in a
+row, two townships) with a detention area over the east half of village 0 and the west half of
+village 1, so ``detention_areas:D02`` covers exactly villages 0 and 1; reservoir 002's downstream zone
+lies inside village 1.
 """
 
 from __future__ import annotations
@@ -13,61 +13,36 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 
-import geopandas as gpd
 import pandas as pd
 import pytest
-import shapely
-from region_data import CODES, CRS, valid_layers, write_gpkg
-from rich.console import Console
+from cli_fixtures import NOW, PG_DOWN, db_url, rm, use_these_commands, write_region
+from region_data import CODES
 
-from riskmap.cli import main, sms_cmd, store_cmd
-from riskmap.cli.app import cli
 from riskmap.lifecycle import LifecyclePolicy
 from riskmap.store import RunMeta, Store, apply_run, hold_store
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*landline cannot receive SMS")
 V0, V1, V2, V3 = CODES
-NOW = "2026-07-01T08:00+08:00"
-PG_DOWN = "postgresql+psycopg2://nobody@127.0.0.1:1/x"  # nothing listens on port 1
-MINE = {"warnings": store_cmd.warnings_cmd, "history": store_cmd.history_cmd, "issue": store_cmd.issue_cmd,
-        "lift": store_cmd.lift_cmd, "silence": store_cmd.silence_cmd, "approve": sms_cmd.approve_cmd,
-        "outbox": sms_cmd.outbox_cmd, "receipts": sms_cmd.receipts_cmd, "confirm": sms_cmd.confirm_cmd}
 
 
 @pytest.fixture(autouse=True)
 def _commands(monkeypatch):
-    """These commands on the group (another module could register the same names) and a wide console."""
-    for name, cmd in MINE.items():
-        monkeypatch.setitem(cli.commands, name, cmd)
-    wide = lambda: Console(width=240, highlight=False)  # noqa: E731
-    monkeypatch.setattr(store_cmd, "console", wide)
-    monkeypatch.setattr(sms_cmd, "console", wide)
-
-
-def rm(capsys, *args: str) -> tuple[int, str]:
-    """Run the CLI as the console script does; (exit code, stdout + stderr)."""
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out + out.err
+    use_these_commands(monkeypatch)
 
 
 @pytest.fixture(scope="module")
 def region(tmp_path_factory):
-    layers = valid_layers()
-    layers["detention_areas"] = gpd.GeoDataFrame(
-        {"id": ["D02"], "name": ["青溪蓄滞洪区"]},
-        geometry=[shapely.box(120.005, 30.002, 120.015, 30.008)], crs=CRS)
-    layers["contacts"]["drill"] = [False, False, True, False, False, False]  # 张村 takes part in drills
-    return write_gpkg(layers, tmp_path_factory.mktemp("region") / "region.gpkg")
+    return write_region(tmp_path_factory.mktemp("region"))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db(request, tmp_path) -> str:
+    return db_url(request.param, tmp_path)
 
 
 @pytest.fixture
-def db(tmp_path) -> str:
-    return f"sqlite:///{tmp_path / 'riskmap.sqlite'}"
+def sqlite_db(tmp_path) -> str:
+    return db_url("sqlite", tmp_path)
 
 
 def active(capsys, db: str) -> dict[str, dict]:
@@ -201,11 +176,11 @@ def test_drill_issue_leaves_warnings_unchanged(capsys, db, region):
     (["lift", "--village", V0, "--hazard", "torrent"], "--reason"),
     (["silence", "--village", V0, "--until", "2026-06-30T08:00+08:00"], "--until"),
 ])
-def test_bad_input_is_exit_2_naming_the_field(capsys, db, args, needle):
+def test_bad_input_is_exit_2_naming_the_field(capsys, sqlite_db, args, needle):
     extra = [] if "--reason" in needle else ["--reason", "x", "--by", "x"]
     if args[0] != "issue" or "--now" not in args:
         extra += ["--now", NOW]
-    code, out = rm(capsys, *args, *extra, "--db", db)
+    code, out = rm(capsys, *args, *extra, "--db", sqlite_db)
     assert code == 2, out
     assert needle in out and "Traceback" not in out
     errors = [line for line in out.splitlines() if line.startswith(("Error:", "riskmap: error:"))]
