@@ -3,9 +3,10 @@
 - Files older than ``keep_days`` in the output folder's ``cap/`` and in the inbox's
   ``done/`` and ``quarantine/`` are deleted (the store keeps every decision and CAP message).
 - Outbox rows finished (``sent``, ``delivered``, or failed for good) more than
-  ``archive_days`` ago are written with their receipts to
-  ``OUT/archive/outbox-YYYYMMDD.jsonl.gz`` (mode 0600: it holds phone numbers), fsynced, then
-  deleted from the store in one transaction.  Their runs are done, so nothing can queue them again.
+  ``archive_days`` ago are written to ``OUT/archive/outbox-YYYYMMDD.jsonl.gz`` (mode 0600: it
+  holds phone numbers), fsynced, then deleted from the store in one transaction.  Their runs are
+  done, so nothing can queue them again.  Rows with delivery receipts stay in the store: receipts
+  are append-only (the audit trail), and they reference their message.
 
 Examples
 --------
@@ -64,30 +65,25 @@ def archive_outbox(store: Any, out: Path, older_than_days: float, now: datetime)
     cutoff = now - timedelta(days=older_than_days)
     finished = or_(t.outbox.c.status.in_(("sent", "delivered")),
                    and_(t.outbox.c.status == "failed", t.outbox.c.next_attempt_at >= FINAL_FAILURE))
-    cond = and_(finished, t.outbox.c.updated_at < cutoff)
+    has_receipt = select(t.receipts.c.id).where(t.receipts.c.outbox_id == t.outbox.c.id).exists()
+    cond = and_(finished, t.outbox.c.updated_at < cutoff, ~has_receipt)
     with store.engine.begin() as conn:
         rows = [dict(r._mapping) for r in conn.execute(select(t.outbox).where(cond).order_by(t.outbox.c.id))]
         if not rows:
             return 0
         ids = [r["id"] for r in rows]
-        receipts: dict[int, list[dict[str, Any]]] = {}
-        for i in range(0, len(ids), 500):
-            for rc in conn.execute(select(t.receipts).where(t.receipts.c.outbox_id.in_(ids[i:i + 500]))):
-                receipts.setdefault(rc.outbox_id, []).append(dict(rc._mapping))
         folder = out / "archive"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"outbox-{now:%Y%m%d}.jsonl.gz"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         with os.fdopen(fd, "ab") as raw, gzip.GzipFile(fileobj=raw, mode="ab") as gz:
             for r in rows:
-                r["receipts"] = receipts.get(r["id"], [])
                 gz.write((json.dumps(r, ensure_ascii=False, default=str) + "\n").encode("utf-8"))
             gz.flush()
             raw.flush()
             os.fsync(raw.fileno())
         for i in range(0, len(ids), 500):
             chunk = ids[i:i + 500]
-            conn.execute(delete(t.receipts).where(t.receipts.c.outbox_id.in_(chunk)))
             conn.execute(delete(t.outbox).where(t.outbox.c.id.in_(chunk)))
     log.info("housekeeping: archived %d outbox rows older than %g days to %s", len(rows), older_than_days,
              path)

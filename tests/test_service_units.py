@@ -1,0 +1,215 @@
+"""Parts of ``riskmap serve`` in-process: inbox settling, fault points, config, housekeeping, recovery,
+status figures, the scheduler's jobs, expiry on time."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+import warnings
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from service_data import make_region, write_forecast
+
+from riskmap.config import GatewaySettings, PathSettings, Settings
+from riskmap.errors import ConfigError, DataWarning
+from riskmap.lifecycle import LifecyclePolicy, decide
+from riskmap.service.config import ServiceConfig, load_service_config, validate, with_overrides
+from riskmap.service.housekeeping import archive_outbox
+from riskmap.service.inbox import Inbox
+from riskmap.service.recovery import acknowledge, release_orphan_leases, unfinished_runs
+from riskmap.service.scheduler import JOB_DEFAULTS, build_scheduler, next_runs
+from riskmap.service.status import format_text, gather
+from riskmap.store import OutboxRow, RunMeta, Store, run_key
+
+T0 = datetime(2026, 7, 15, tzinfo=UTC)
+
+
+def test_inbox_reads_a_file_only_after_its_size_settles(tmp_path: Path) -> None:
+    t = [0.0]
+    box = Inbox(tmp_path / "inbox", settle_s=1.0, clock=lambda: t[0])
+    f = box.folder / "f.nc"
+    f.write_bytes(b"a" * 10)
+    (box.folder / "g.nc.part").write_bytes(b"being copied")
+    assert box.ready() == []
+    t[0] = 0.6
+    with f.open("ab") as fh:  # still being copied: it grew
+        fh.write(b"b" * 10)
+    assert box.ready() == []
+    t[0] = 1.2  # unchanged for 0.6 s only
+    assert box.ready() == []
+    t[0] = 1.7
+    assert box.ready() == [f]
+    assert box.pending() == 1
+    moved = box.done(f)
+    (box.folder / "f.nc").write_bytes(b"again")  # the same name again does not overwrite done/f.nc
+    assert box.done(box.folder / "f.nc").name == "f.1.nc" and moved.read_bytes() == b"a" * 10 + b"b" * 10
+
+
+@pytest.mark.parametrize("value, survives", [("after-commit", False), ("after-commit:2", True),
+                                             ("after-levels", True)])
+def test_fault_point_kills_with_sigkill_only_where_named(value: str, survives: bool) -> None:
+    code = "from riskmap.service.faults import fault_point; fault_point('after-commit'); print('alive')"
+    r = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, RISKMAP_FAULT=value),
+                       capture_output=True, text=True, timeout=60)
+    if survives:
+        assert r.returncode == 0 and r.stdout.strip() == "alive"
+    else:
+        assert r.returncode == -9 and "SIGKILL at after-commit" in r.stderr and r.stdout == ""
+
+
+def test_config_file_problems_and_overrides(tmp_path: Path) -> None:
+    cfg = tmp_path / "riskmap.toml"
+    cfg.write_text('[office]\nissuer = "甲县防办"\n[service]\nregion = "r.gpkg"\nhousekeeping_at = "25:00"\n'
+                   '[[service.sources]]\nname = "a"\nkind = "radar"\n[[service.sources]]\nname = "a"\n'
+                   'forecast_options = { variable = "tp" }\n', encoding="utf-8")
+    settings, sc, problems = load_service_config(cfg)
+    assert settings.office.issuer == "甲县防办" and sc.region == tmp_path / "r.gpkg"
+    assert sc.inbox == tmp_path / "inbox" and sc.out == tmp_path / "out"
+    assert problems == [f"{cfg}: 'service.sources[0].kind' must be forecast or observed, got 'radar'",
+                        f"{cfg}: 'service.sources': the name 'a' is used twice",
+                        f"{cfg}: 'service.housekeeping_at' must be HH:MM, got '25:00'"]
+    sc2 = with_overrides(sc, inbox=tmp_path / "in2", db="sqlite:///x.sqlite",
+                         forecast_options={"interval": "1h"})
+    assert sc2.inbox == tmp_path / "in2" and sc2.db == "sqlite:///x.sqlite"
+    assert sc2.sources[1].forecast_options == {"variable": "tp", "interval": "1h"}
+    assert sc2.source_for("x.nc").name == "a"
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        cfg.write_text("[service\n")
+        load_service_config(cfg)
+
+
+def test_validate_names_missing_paths_and_credentials(tmp_path: Path) -> None:
+    s = replace(Settings(), gateway=GatewaySettings(kind="smpp", url="smpp://127.0.0.1:2775"))
+    sc = ServiceConfig(region=tmp_path / "nope.gpkg", inbox=tmp_path / "a" / "b" / "inbox",
+                       out=tmp_path / "out")
+    problems = validate(s, sc, env={})
+    assert len(problems) == 4, problems
+    assert "nope.gpkg does not exist" in problems[0] and "its parent folder does not exist" in problems[1]
+    assert "RISKMAP_GATEWAY_PASSWORD" in problems[2] and "RISKMAP_RECEIVER_TOKEN" in problems[3]
+    (tmp_path / "nope.gpkg").write_bytes(b"")
+    ok = validate(s, replace(sc, inbox=tmp_path / "inbox"),
+                  env={"RISKMAP_GATEWAY_PASSWORD": "x", "RISKMAP_RECEIVER_TOKEN": "t"})
+    assert ok == []
+
+
+def _store_with_messages(tmp_path: Path, n: int = 3) -> tuple[Store, str]:
+    store = Store.open(tmp_path / "riskmap.sqlite")
+    meta = RunMeta(now=T0, source="f.nc", rules_hash="r")
+    run = store.begin_run(run_key(meta), meta, at=T0)
+    rows = [OutboxRow(idempotency_key=f"k{i}", phone=f"1380000{i:04d}", text=f"第{i}条", level=4)
+            for i in range(n)]
+    store.commit_decision(run.id, decide({}, None, T0, LifecyclePolicy()), rows, at=T0)
+    return store, run.id
+
+
+def test_orphan_leases_are_released_and_re_sent_unless_a_receipt_exists(tmp_path: Path) -> None:
+    store, _ = _store_with_messages(tmp_path)
+    leased = store.lease(T0, limit=10, lease_s=3600)
+    assert len(leased) == 3 and store.lease(T0 + timedelta(seconds=1)) == []
+    store.add_receipt(leased[0].id, "delivered", "status=1", T0)  # this one went out before the crash
+    assert release_orphan_leases(store, T0 + timedelta(seconds=2)) == 2
+    again = store.lease(T0 + timedelta(seconds=2), limit=10)
+    assert [r.id for r in again] == [leased[1].id, leased[2].id]
+    assert store.outbox(status="delivered")[0].id == leased[0].id
+
+
+def test_reply_acknowledges_the_latest_message_to_that_phone(tmp_path: Path) -> None:
+    store, _ = _store_with_messages(tmp_path)
+    for r in store.lease(T0, limit=10):
+        store.mark(r.id, "sent", T0)
+    oid = acknowledge(store, "+86 138 0000 0001", "收到", T0)
+    assert oid == store.outbox(phone="13800000001")[0].id
+    assert [r["status"] for r in store.receipts(oid)] == ["ack"]
+    assert acknowledge(store, "13900000000", "1", T0) is None
+    st = gather(store)
+    assert st["rates"]["acknowledged"] == 1 and st["rates"]["ack_of_orange_red"] == round(1 / 3, 3)
+    assert st["outbox"]["sent"] == 3 and st["outbox"]["backlog"] == 0
+
+
+def test_status_counts_backlog_held_retrying_and_failed(tmp_path: Path) -> None:
+    from riskmap.dispatcher import NEVER
+
+    store, rid = _store_with_messages(tmp_path, n=5)
+    recs = store.lease(T0, limit=10)
+    store.mark(recs[0].id, "sent", T0)
+    store.mark(recs[1].id, "failed", T0, error="HTTP 403", next_attempt_at=NEVER)
+    store.mark(recs[2].id, "failed", T0, error="HTTP 503", next_attempt_at=T0 + timedelta(seconds=10))
+    store.mark(recs[3].id, "held", T0)
+    st = gather(store)
+    assert st["outbox"] == {"queued": 0, "leased": 1, "retrying": 1, "held": 1, "failed": 1, "sent": 1,
+                            "delivered": 0, "backlog": 2}
+    assert st["last_runs"]["f.nc"]["run_id"] == rid and st["runs"] == {"done": 1}
+    text = format_text(st)
+    assert "backlog 2 (queued 0, leased 1, retrying 1), held 1, failed 1, sent 1" in text
+    assert "service: not running" in text
+
+
+def test_housekeeping_archives_old_finished_rows(tmp_path: Path) -> None:
+    store, _ = _store_with_messages(tmp_path, n=4)
+    recs = store.lease(T0, limit=10)
+    store.mark(recs[0].id, "sent", T0)
+    store.mark(recs[1].id, "sent", T0)
+    store.add_receipt(recs[1].id, "delivered", "status=1", T0)  # receipts are append-only: it stays
+    store.mark(recs[2].id, "sent", T0 + timedelta(days=95))  # too recent
+    n = archive_outbox(store, tmp_path / "out", 90, T0 + timedelta(days=100))
+    assert n == 1
+    path = tmp_path / "out" / "archive" / "outbox-20261023.jsonl.gz"
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    rows = [json.loads(x) for x in gzip.decompress(path.read_bytes()).decode().splitlines()]
+    assert [(r["id"], r["phone"], r["text"]) for r in rows] == [(recs[0].id, recs[0].phone, recs[0].text)]
+    assert [r.id for r in store.outbox()] == [recs[1].id, recs[2].id, recs[3].id]
+    assert archive_outbox(store, tmp_path / "out", 90, T0 + timedelta(days=100)) == 0
+
+
+def test_scheduler_jobs_never_drop_a_late_run() -> None:
+    svc = SimpleNamespace(sc=ServiceConfig(poll_s=2, expiry_check_min=5), settings=Settings(),
+                          scan_inbox=lambda: None, check_expiry=lambda: None, housekeeping=lambda: None,
+                          write_heartbeat=lambda: None, dispatcher=SimpleNamespace(wake=lambda: None))
+    sched = build_scheduler(svc)
+    ids = [j["id"] for j in next_runs(sched)]
+    assert set(ids) == {"inbox-scan", "dispatch-sweep", "expiry-check", "housekeeping", "heartbeat"}
+    assert ids[0] == "inbox-scan"  # runs at once on start
+    assert JOB_DEFAULTS["misfire_grace_time"] >= 3600 and JOB_DEFAULTS["coalesce"]
+    assert JOB_DEFAULTS["max_instances"] == 1
+
+
+def test_expiry_check_ends_unrenewed_warnings_on_time_and_is_idempotent(tmp_path: Path) -> None:
+    from riskmap.cycle import CycleRequest, run_cycle
+    from riskmap.service.runner import Service
+
+    region = make_region(tmp_path / "region.gpkg")
+    fc = write_forecast(tmp_path / "f1.nc")
+    settings = replace(Settings(), paths=PathSettings(cache_dir=str(tmp_path / "cache")))
+    out = tmp_path / "out"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        rep = run_cycle(CycleRequest(region=region, forecast=(fc,), out_dir=out, settings=settings,
+                                     write_map=False))
+    svc = Service(settings, ServiceConfig(region=region, inbox=tmp_path / "inbox", out=out))
+    svc.store = Store.open(rep.db_url)
+    woken = []
+    svc.dispatcher = SimpleNamespace(wake=lambda: woken.append(1))
+    from riskmap.rules import packaged_rules_dir
+
+    svc.rules_dir = packaged_rules_dir()
+    active = svc.store.warnings(active=True)
+    last = max(w.valid_until for w in active)
+    svc.check_expiry(T0 + timedelta(minutes=1))  # nothing due yet: no run
+    assert [r.source for r in svc.store.runs()] == ["f1.nc"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        svc.check_expiry(last)
+        svc.check_expiry(last)  # the same minute again: nothing new
+    runs = svc.store.runs()
+    assert [r.source for r in runs] == ["expiry", "f1.nc"] and runs[0].status == "done"
+    assert svc.store.warnings(active=True) == [] and woken
+    assert (out / "cap" / "feed.atom").exists()
+    assert unfinished_runs(svc.store) == []
+    svc.store.close()
