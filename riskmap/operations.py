@@ -65,6 +65,7 @@ ACK = "acknowledged"
 """The receipt status of an acknowledgement (reply 1/收到, or a call-back 叫应)."""
 
 __all__ = ["ACK", "DEFAULT_DB", "Acknowledgement", "Approval", "acknowledge", "acknowledge_reply",
+           "acknowledgements",
            "acknowledged_ids", "approve", "delivery_rates", "find_run", "manual_renderer", "mask_text",
            "outbox_view",
            "store_url", "target_villages"]
@@ -304,6 +305,23 @@ def acknowledged_ids(store: Store, outbox_ids: Sequence[int] | None = None) -> s
         q = q.where(t.receipts.c.outbox_id.in_(list(outbox_ids)))
     with guard(f"{store.url} acknowledged"), store.engine.connect() as conn:
         return {int(r[0]) for r in conn.execute(q)}
+
+
+def acknowledgements(store: Store, village_code: str) -> list[dict[str, Any]]:
+    """The acknowledgements of messages about one village, oldest first (for its audit trail).
+
+    Each: ``at``, ``outbox_id``, ``run_id``, ``contact``, ``phone`` (masked), ``hazard``, ``level`` and
+    ``how`` (e.g. ``callback by 王工``, ``reply by sms reply``).
+    """
+    q = (select(t.receipts.c.at, t.receipts.c.raw, t.outbox.c.id, t.outbox.c.run_id, t.outbox.c.contact_name,
+                t.outbox.c.phone, t.outbox.c.hazard, t.outbox.c.level)
+         .join(t.outbox, t.outbox.c.id == t.receipts.c.outbox_id)
+         .where(t.receipts.c.status == ACK, t.outbox.c.village_code == village_code)
+         .order_by(t.receipts.c.at, t.receipts.c.id))
+    with guard(f"{store.url} acknowledgements {village_code}"), store.engine.connect() as conn:
+        return [{"at": r.at, "outbox_id": r.id, "run_id": r.run_id, "contact": r.contact_name,
+                 "phone": mask_phone(r.phone), "hazard": r.hazard, "level": r.level, "how": r.raw}
+                for r in conn.execute(q)]
 
 
 # -- views ------------------------------------------------------------------------------------------------

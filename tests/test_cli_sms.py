@@ -163,6 +163,9 @@ def test_receipts_and_confirm_count_acknowledgements(capsys, issued, region):
     code, out = rm(capsys, "receipts", "--json", "--db", db)
     t = {r["township"]: r for r in jsonl(out)}[TOWNSHIP]
     assert t["acknowledged"] == 2 and t["ack_rate"] == pytest.approx(2 / len(in_township))
+    code, out = rm(capsys, "history", V0, "--db", db)  # the call-back is in the village's audit trail
+    assert code == 0 and "acknowledged" in out and "值班员小王" in out
+    assert "张村 138****0002 (callback)" in out and not MOBILE.search(out)
     code, out = rm(capsys, "receipts", "--region", str(region), "--db", db)
     assert code == 0 and "甲镇" in out and "合计" in out and f"{round(100 * 2 / len(in_township))}%" in out
 

@@ -138,22 +138,31 @@ def history_cmd(code: str, db: str, config: Path | None) -> None:
     from rich.table import Table
 
     code = _check_code(code)
+    from riskmap.operations import acknowledgements
+
     store, settings = open_store(db, config, must_exist=True)
     try:
         events = store.history(code)
+        acks = acknowledgements(store, code)
     finally:
         store.close()
-    if not events:
+    if not events and not acks:
         console().print(f"village {code}: no events in the store")
         return
     table = Table(title=f"history 履历 {code}")
     for col in ("time", "event", "hazard", "level", "by", "run", "reason", "rules"):
         table.add_column(col, no_wrap=col in ("time", "event", "by", "run"))
+    rows: list[tuple[Any, ...]] = []
     for e in events:
         kind = e.kind + (" (silenced)" if e.suppressed else "") + (" (drill)" if e.drill else "")
         lv = "" if e.kind == "silence" else f"{level_text(e.old_level)} → {level_text(e.new_level)}"
-        table.add_row(local(e.at, settings), kind, e.hazard, lv, e.operator, e.run_id[:12], e.reason,
-                      e.rules_hash[:12])
+        rows.append((e.at, kind, e.hazard, lv, e.operator, e.run_id[:12], e.reason, e.rules_hash[:12]))
+    for a in acks:  # acknowledgements (reply 1 / call-back 叫应) of the village's messages
+        how, _, by = str(a["how"]).partition(" by ")
+        rows.append((a["at"], "acknowledged", a["hazard"], level_text(a["level"]), by, a["run_id"][:12],
+                     f"{a['contact']} {a['phone']} ({how})", ""))
+    for r in sorted(rows, key=lambda r: r[0]):  # stable: events before acknowledgements at one time
+        table.add_row(local(r[0], settings), *r[1:])
     console().print(table)
 
 
