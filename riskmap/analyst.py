@@ -65,6 +65,7 @@ __all__ = [
     "level_counts",
     "levels_frame",
     "reassess",
+    "with_cache_dir",
 ]
 
 LEVEL_LABELS = tuple(lv.color for lv in Level)
