@@ -20,7 +20,8 @@ The demo county, assessed with the packaged rules, then with the red 3 h thresho
 >>> import tempfile
 >>> from pathlib import Path
 >>> from riskmap.cycle import evaluate_cycle
->>> tmp = Path(tempfile.mkdtemp())
+>>> folder = tempfile.TemporaryDirectory()
+>>> tmp = Path(folder.name)
 >>> ev = evaluate_cycle(demo_request(tmp))
 >>> before = levels_frame(ev.result, ev.rainfall.region)
 >>> counts = level_counts(before)
@@ -35,6 +36,7 @@ True
 >>> table = compare_levels(before["level"], after["level"])
 >>> int(table.to_numpy().sum()) == len(before), bool((after["level"] >= before["level"]).all())
 (True, True)
+>>> folder.cleanup()
 """
 
 from __future__ import annotations
@@ -111,11 +113,13 @@ def demo_request(directory: str | os.PathLike[str], *, seed: int | None = None,
     Examples
     --------
     >>> import tempfile
-    >>> req = demo_request(tempfile.mkdtemp())
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> req = demo_request(folder.name)
     >>> req.region.name, [p.name for p in req.forecast], req.out_dir.name
     ('region.gpkg', ['forecast.nc'], 'out')
     >>> Path(req.settings.paths.cache_dir).name
     'cache'
+    >>> folder.cleanup()
     """
     from riskmap.cycle import CycleRequest
     from riskmap.demo import DEFAULT_SEED, write_demo
@@ -288,13 +292,15 @@ def copy_rules(destination: str | os.PathLike[str], source: Any = None) -> Path:
     Examples
     --------
     >>> import tempfile
-    >>> d = copy_rules(Path(tempfile.mkdtemp()) / "warning_rules")
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> d = copy_rules(Path(folder.name) / "warning_rules")
     >>> "rainstorm.yaml" in {p.name for p in d.iterdir()}
     True
     >>> copy_rules(d)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     riskmap.errors.InputError: .../warning_rules: already holds rule files; copy into a new folder
+    >>> folder.cleanup()
     """
     from riskmap.rules import packaged_rules_dir
 
