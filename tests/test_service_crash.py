@@ -9,7 +9,7 @@ with a run that was never killed:
 - the warning decisions (events) are exactly the same — none lost, none repeated;
 - every queued SMS arrived at the fake SMSC;
 - no SMS arrived twice, except in the documented window (``after-gateway-accept``: the gateway
-  accepted, the ``sent`` mark was not committed) — and there at most one, the message in flight.
+  accepted, the ``sent`` mark was not committed): only messages leased at the kill, each once more.
 
 Kannel is required: under CI=true a missing Kannel fails the test (``kannel_fixture.require_kannel``).
 """
@@ -38,6 +38,8 @@ from service_data import (
 )
 
 from riskmap.service.faults import POINTS
+
+pytestmark = [pytest.mark.kannel, pytest.mark.slow]
 
 EVENT_SQL = "SELECT village_code, hazard, kind, old_level, new_level, suppressed FROM events ORDER BY key"
 
@@ -80,6 +82,8 @@ def scenario(d: Path, kannel: KannelHarness, inputs: dict[str, Path], fault: str
         seen["runs"] = query(db, "SELECT status, attempts FROM runs")
         seen["events"] = query(db, "SELECT count(*) FROM events")[0][0] if db.exists() else 0
         seen["outbox"] = query(db, "SELECT status FROM outbox")
+        seen["leased"] = {(_digits(ph), text) for ph, text in
+                          query(db, "SELECT phone, text FROM outbox WHERE status = 'leased'")}
         seen["inbox"] = sorted(p.name for p in (d / "inbox").iterdir() if p.is_file())
     p = start_serve(d, env(kannel))
     try:
@@ -154,7 +158,11 @@ def test_kill_at_fault_point_loses_and_repeats_nothing(fault, baseline, kannel_m
     assert set(arrived) == set(expected), "every SMS arrived, nothing else"
     duplicates = sum(n - 1 for n in arrived.values())
     if fault == "after-gateway-accept":
-        assert duplicates <= 1, f"only the message in flight may repeat: {arrived}"
+        # the documented window: messages the gateway accepted whose mark was not committed (leased at the
+        # kill) are sent again — once; nothing else repeats
+        repeated = {k for k, n in arrived.items() if n > 1}
+        assert repeated and repeated <= seen["leased"], (repeated, seen["leased"])
+        assert max(arrived.values()) == 2
         assert "leased by a process that died" in got["log"]
     else:
         assert duplicates == 0, arrived

@@ -6,6 +6,7 @@ runs, JSON-lines logs with masked numbers, graceful SIGTERM, config problems one
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import subprocess
@@ -152,3 +153,54 @@ def test_config_problems_are_listed_one_line_each_exit_2(tmp_path: Path) -> None
     assert "'service.region'" in problems[0] and "does not exist" in problems[0]
     assert any("RISKMAP_GATEWAY_PASSWORD" in x for x in problems)
     assert any("RISKMAP_RECEIVER_TOKEN" in x for x in problems)
+
+
+PG_URL = os.environ.get("RISKMAP_TEST_PG_URL", "")
+
+
+@pytest.fixture
+def pg_serve_url() -> str:
+    """The test PostgreSQL database, a fresh schema of its own (``serve_test``) first on the search path."""
+    if not PG_URL:
+        if os.environ.get("CI") == "true":
+            pytest.fail("RISKMAP_TEST_PG_URL is not set: CI must run the serve tests on PostgreSQL")
+        pytest.skip("RISKMAP_TEST_PG_URL not set (PostgreSQL serve tests run in CI)")
+    from sqlalchemy import create_engine, make_url, text
+
+    engine = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text("DROP SCHEMA IF EXISTS serve_test CASCADE"))
+        conn.execute(text("CREATE SCHEMA serve_test"))
+    engine.dispose()
+    url = make_url(PG_URL).update_query_dict({"options": "-csearch_path=serve_test"})
+    return url.render_as_string(hide_password=False)
+
+
+@pytest.mark.postgres
+def test_postgresql_store_one_service_advisory_lock_and_a_cycle(tmp_path: Path, pg_serve_url: str) -> None:
+    region = make_region(tmp_path / "region.gpkg")
+    fc = write_forecast(tmp_path / "pg.nc", ref="2026-07-16T00:00")
+    write_config(tmp_path, region, tmp_path / "cache")
+    p = start_serve(tmp_path, env(), "serve.log", "--db", pg_serve_url)
+    log = tmp_path / "serve.log"
+    try:
+        hb = tmp_path / "out" / "serve.json"
+        wait_for(lambda: hb.exists() and json.loads(hb.read_text())["state"] == "running", 60, "running",
+                 p, log)
+        r = subprocess.run([*RISKMAP, "serve", "--config", "riskmap.toml", "--db", pg_serve_url],
+                           cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=60)
+        assert r.returncode == 4, r.stderr
+        assert f"held by riskmap serve on {socket.gethostname()} pid {p.pid}" in r.stderr
+        drop(fc, tmp_path / "inbox")
+        wait_for(lambda: (tmp_path / "inbox" / "done" / "pg.nc").exists(), 60, "pg.nc done", p, log)
+        st = subprocess.run([*RISKMAP, "status", "--config", "riskmap.toml", "--db", pg_serve_url, "--json"],
+                            cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=60)
+        assert st.returncode == 0, st.stderr
+        data = json.loads(st.stdout)
+        assert data["held_by"].endswith(f"pid {p.pid}") and data["last_runs"]["pg.nc"]["status"] == "done"
+        assert data["service"]["state"] == "running"
+    finally:
+        assert stop(p) == 0, log.read_text()[-3000:]
+    r = subprocess.run([*RISKMAP, "status", "--config", "riskmap.toml", "--db", pg_serve_url], cwd=tmp_path,
+                       env=env(), capture_output=True, text=True, timeout=60)
+    assert "service: not running" in r.stdout, r.stdout + r.stderr
