@@ -218,3 +218,35 @@ def test_missing_sqlite_store_is_exit_2(capsys, tmp_path):
     code, out = rm(capsys, "outbox", "--db", f"sqlite:///{tmp_path / 'none.sqlite'}")
     assert code == 2 and "no store at" in out
     assert not (tmp_path / "none.sqlite").exists()
+
+
+def test_outbox_pending_and_failed(capsys, issued):
+    from datetime import timedelta
+
+    from riskmap.dispatcher import NEVER
+
+    db, run_id = issued
+    at = datetime(2026, 7, 1, 0, 30, tzinfo=UTC)
+    store = Store.open(db)
+    try:
+        store.approve_run(run_id, "张县长", at)
+        rows = store.outbox(run_id=run_id)
+        retry, dead = rows[0], rows[1]
+        store.mark_many([
+            {"id": retry.id, "status": "failed", "error": "HTTP 503 for 13800000009",
+             "next_attempt_at": at + timedelta(minutes=1)},
+            {"id": dead.id, "status": "failed", "error": "rejected [bold]", "next_attempt_at": NEVER}], at)
+    finally:
+        store.close()
+    code, out = rm(capsys, "outbox", "--pending", "--json", "--db", db)
+    assert code == 0 and {v["id"] for v in jsonl(out)} == {r.id for r in rows} - {dead.id}
+    code, out = rm(capsys, "outbox", "--failed", "--json", "--db", db)
+    failed = {v["id"]: v for v in jsonl(out)}
+    assert set(failed) == {retry.id, dead.id}
+    assert failed[dead.id]["permanent"] and not failed[retry.id]["permanent"]
+    assert failed[retry.id]["error"] == "HTTP 503 for 138****0009"
+    assert failed[dead.id]["next_attempt_at"] is None and failed[retry.id]["next_attempt_at"]
+    code, out = rm(capsys, "outbox", "--failed", "--db", db)
+    assert code == 0 and "(permanent)" in out and "rejected [bold]" in out and not MOBILE.search(out)
+    code, out = rm(capsys, "outbox", "--limit", "1", "--db", db)
+    assert code == 0 and f"all: {len(rows)}, newest 1" in out

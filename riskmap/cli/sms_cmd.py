@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape as esc
 
 from riskmap.cli.app import cli
 from riskmap.cli.common import console
@@ -42,11 +43,11 @@ def approve_cmd(run: str, by: str, reason: str, now: str | None, db: str, config
         store.close()
     wait = "" if a.wait is None else f" after {_duration(a.wait.total_seconds())}"
     if a.already:
-        console().print(f"run {a.run_id[:12]} was already approved by {by}: nothing new")
+        console().print(f"run {a.run_id[:12]} was already approved by {esc(by)}: nothing new")
     elif a.wait is None:
         console().print(f"run {a.run_id[:12]} holds no messages: nothing to approve")
     else:
-        console().print(f"run {a.run_id[:12]} approved by {by} at {local(t, settings)}{wait}: "
+        console().print(f"run {a.run_id[:12]} approved by {esc(by)} at {local(t, settings)}{wait}: "
                         f"{a.released} message(s) released")
 
 
@@ -69,20 +70,14 @@ def _duration(seconds: float) -> str:
 def outbox_cmd(status: str | None, run: str | None, limit: int, as_json: bool, db: str,
                config: Path | None) -> None:
     """The SMS queue (phone numbers masked)."""
-    from riskmap.operations import find_run, outbox_view
+    from riskmap.operations import find_run, list_outbox
 
     store, settings = open_store(db, config, must_exist=True)
     try:
         run_id = find_run(store, run).id if run else None
-        if status == "pending":
-            rows = [r for st in ("queued", "leased") for r in store.outbox(run_id=run_id, status=st)]
-            rows.sort(key=lambda r: r.id)
-        else:
-            rows = store.outbox(run_id=run_id, status=status)
+        total, view = list_outbox(store, status or "", run_id=run_id, limit=limit)
     finally:
         store.close()
-    total = len(rows)
-    view = outbox_view(rows[-limit:])
     if as_json:
         for v in view:
             nxt = v["next_attempt_at"]
@@ -91,14 +86,16 @@ def outbox_cmd(status: str | None, run: str | None, limit: int, as_json: bool, d
         return
     from rich.table import Table
 
-    table = Table(title=f"outbox 短信队列 ({status or 'all'}: {total}" + (f", newest {limit}" if total > limit
-                                                                       else "") + ")")
+    shown = f", newest {limit}" if total > limit else ""
+    table = Table(title=f"outbox 短信队列 ({status or 'all'}: {total}{shown})")
     for col in ("id", "run", "status", "try", "contact", "phone", "village", "level", "next try", "text"):
         table.add_column(col, no_wrap=col != "text")
     for v in view:
-        table.add_row(str(v["id"]), v["run"][:12], v["status"] + (" 演练" if v["drill"] else ""),
-                      str(v["attempts"]), v["contact"], v["phone"], v["village"], level_text(v["level"]),
-                      local(v["next_attempt_at"], settings), v["text"])
+        state = v["status"] + (" 演练" if v["drill"] else "") + (" (permanent)" if v["permanent"] else "")
+        error = esc(v["error"]) if v["error"] and v["status"] == "failed" else ""
+        text = esc(v["text"]) + (f"\n[red]{error}[/]" if error else "")
+        table.add_row(str(v["id"]), v["run"][:12], state, str(v["attempts"]), esc(v["contact"]), v["phone"],
+                      v["village"], level_text(v["level"]), local(v["next_attempt_at"], settings), text)
     console().print(table)
 
 
@@ -138,8 +135,8 @@ def receipts_cmd(run: str | None, region: Path | None, drill: bool, as_json: boo
         out.add_column(col, justify="right" if col not in ("township", "name") else "left")
     for r in table.itertuples(index=False):
         code = "(duty summaries)" if r.township == "" else r.township
-        out.add_row(code, r.name, str(r.messages), str(r.held), str(r.sent), str(r.delivered), str(r.failed),
-                    str(r.acknowledged), _rate(r.delivery_rate), _rate(r.ack_rate))
+        counts = (r.messages, r.held, r.sent, r.delivered, r.failed, r.acknowledged)
+        out.add_row(code, esc(r.name), *map(str, counts), _rate(r.delivery_rate), _rate(r.ack_rate))
     console().print(out)
 
 
@@ -169,5 +166,6 @@ def confirm_cmd(contact: str, by: str, now: str | None, db: str, config: Path | 
         store.close()
     what: Any = f"{ack.village_code} {ack.hazard} {level_text(ack.level)}" if ack.village_code else "summary"
     note = "" if ack.new else " (already recorded)"
-    console().print(f"acknowledged{note}: {ack.contact_name} {ack.phone_masked} — message {ack.outbox_id} "
-                    f"({what}, run {ack.run_id[:12]}) confirmed by {by} at {local(t, settings)}")
+    console().print(f"acknowledged{note}: {esc(ack.contact_name)} {ack.phone_masked} — message "
+                    f"{ack.outbox_id} ({what}, run {ack.run_id[:12]}) confirmed by {esc(by)} at "
+                    f"{local(t, settings)}")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape as esc
 
 from riskmap.cli.app import cli
 from riskmap.cli.common import console, load_config, parse_now
@@ -126,7 +127,7 @@ def warnings_cmd(active: bool, village: str | None, as_json: bool, db: str, conf
         table.add_column(col, no_wrap=col != "reason")
     for w in rows:
         table.add_row(w.village_code, w.hazard, level_text(w.level), w.state, local(w.since, settings),
-                      local(w.valid_until, settings), w.operator if w.manual else "", w.reason)
+                      local(w.valid_until, settings), esc(w.operator) if w.manual else "", esc(w.reason))
     console().print(table)
 
 
@@ -156,11 +157,12 @@ def history_cmd(code: str, db: str, config: Path | None) -> None:
     for e in events:
         kind = e.kind + (" (silenced)" if e.suppressed else "") + (" (drill)" if e.drill else "")
         lv = "" if e.kind == "silence" else f"{level_text(e.old_level)} → {level_text(e.new_level)}"
-        rows.append((e.at, kind, e.hazard, lv, e.operator, e.run_id[:12], e.reason, e.rules_hash[:12]))
+        rows.append((e.at, kind, e.hazard, lv, esc(e.operator), e.run_id[:12], esc(e.reason),
+                     e.rules_hash[:12]))
     for a in acks:  # acknowledgements (reply 1 / call-back 叫应) of the village's messages
         how, _, by = str(a["how"]).partition(" by ")
-        rows.append((a["at"], "acknowledged", a["hazard"], level_text(a["level"]), by, a["run_id"][:12],
-                     f"{a['contact']} {a['phone']} ({how})", ""))
+        rows.append((a["at"], "acknowledged", a["hazard"], level_text(a["level"]), esc(by), a["run_id"][:12],
+                     esc(f"{a['contact']} {a['phone']} ({how})"), ""))
     for r in sorted(rows, key=lambda r: r[0]):  # stable: events before acknowledgements at one time
         table.add_row(local(r[0], settings), *r[1:])
     console().print(table)
@@ -223,7 +225,7 @@ def _apply(acts: list[Any], db: str, config: Path | None, now: datetime, region:
     changes = out.decision.changes
     for c in changes[:SHOW_CHANGES]:
         con.print(f"{c.kind:9s} {c.village_code} {c.hazard} {level_text(c.old_level)} → "
-                  f"{level_text(c.new_level)}  by {c.operator}")
+                  f"{level_text(c.new_level)}  by {esc(c.operator)}")
     if len(changes) > SHOW_CHANGES:
         con.print(f"… and {len(changes) - SHOW_CHANGES} more (riskmap history CODE shows each village)")
     if not changes:
@@ -318,4 +320,4 @@ def silence_cmd(until: str, hazards: tuple[str, ...], reason: str, by: str, vill
     finally:
         store.close()
     console().print(f"silenced {len(codes)} village(s) ({', '.join(hazards) or 'all hazards'}) until "
-                    f"{local(end, settings)} by {by} (silence {sid[:12]})")
+                    f"{local(end, settings)} by {esc(by)} (silence {sid[:12]})")
