@@ -9,10 +9,12 @@ a waiting dispatcher start at once (call it after a commit adds messages); other
 it sweeps every ``sweep_s`` seconds.
 
 **The duplicate window.**  No decision is ever queued twice (the outbox's
-idempotency key), and a row is marked ``sent`` in its own transaction right after
-the gateway accepts it.  If the process dies between the gateway's acceptance and
-that commit, the row's lease runs out (``lease_s``) and the next dispatcher sends
-it again: an SMS can be sent twice only in that window, once per lease.
+idempotency key), and a row is marked ``sent`` right after the gateway accepts it —
+committed together with up to ``mark_batch`` other answers (one fsync for many).
+If the process dies between the gateway's acceptance and that commit, the row's lease
+runs out (``lease_s``) and the next dispatcher sends it again (unless a delivery
+report arrived meanwhile: the store then counts it as sent): an SMS can be sent twice
+only in that window, once per lease.
 ``tests/test_dispatcher.py`` shows it happening exactly once.
 
 A permanent failure is stored as ``failed`` with ``next_attempt_at`` far in the
@@ -33,14 +35,15 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from riskmap.errors import RiskmapError
 from riskmap.gateways.base import Gateway, OutgoingSms, SendResult, mask
+from riskmap.service.faults import fault_point  # fault injection (#7)
 
 log = logging.getLogger("riskmap.dispatcher")
 
@@ -64,6 +67,8 @@ class DispatchPolicy:
     jitter: float = 0.5
     """Fraction of each backoff drawn at random (0 none, 1 "full jitter")."""
     sweep_s: float = 5.0
+    mark_batch: int = 64
+    """Answers recorded per transaction (1 = each on its own, slowest, narrowest window)."""
 
 
 def backoff(attempt: int, policy: DispatchPolicy, rng: random.Random) -> timedelta:
@@ -162,51 +167,114 @@ class Dispatcher:
         except RiskmapError as exc:
             return rec, SendResult.retry(f"{type(exc).__name__}: {exc}")
 
-    def _record(self, rec: Any, res: SendResult, stats: DispatchStats) -> None:
+    def _decide(self, rec: Any, res: SendResult, stats: DispatchStats) -> dict[str, Any]:
+        """The mark for one answer (and the stats/log line)."""
+        if res.accepted:
+            fault_point("after-gateway-accept")  # fault point (#7)
+            stats.sent += 1
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("outbox %s → %s accepted (%s)", rec.id, mask(str(rec.phone)), res.detail)
+            return {"id": rec.id, "status": "sent", "gateway_id": res.gateway_id or "", "error": ""}
         now = self.clock()
         who = mask(str(rec.phone))
-        if res.accepted:
-            self.store.mark(rec.id, "sent", now, gateway_id=res.gateway_id or "", error="")
-            stats.sent += 1
-            log.info("outbox %s → %s accepted (%s)", rec.id, who, res.detail)
-        elif res.transient and rec.attempts < self.policy.max_attempts:
+        if res.transient and rec.attempts < self.policy.max_attempts:
             nxt = now + backoff(rec.attempts, self.policy, self.rng)
-            self.store.mark(rec.id, "failed", now, error=res.detail, next_attempt_at=nxt)
             stats.retry += 1
             log.warning("outbox %s → %s: %s; retry at %s", rec.id, who, res.detail, nxt.isoformat())
+            return {"id": rec.id, "status": "failed", "error": res.detail, "next_attempt_at": nxt}
+        why = res.detail if not res.transient else f"gave up after {rec.attempts} attempts: {res.detail}"
+        stats.failed += 1
+        stats.errors.append(f"outbox {rec.id} ({who}): {why}")
+        log.error("outbox %s → %s failed: %s", rec.id, who, why)
+        return {"id": rec.id, "status": "failed", "error": why, "next_attempt_at": NEVER}
+
+    def _flush(self, marks: list[dict[str, Any]]) -> None:
+        """Record answers: one transaction for many (``Store.mark_many``) when the store has it."""
+        if not marks:
+            return
+        now = self.clock()
+        many = getattr(self.store, "mark_many", None)
+        if many is not None:
+            many(marks, now)
         else:
-            why = res.detail if not res.transient else f"gave up after {rec.attempts} attempts: {res.detail}"
-            self.store.mark(rec.id, "failed", now, error=why, next_attempt_at=NEVER)
-            stats.failed += 1
-            stats.errors.append(f"outbox {rec.id} ({who}): {why}")
-            log.error("outbox %s → %s failed: %s", rec.id, who, why)
+            for m in marks:
+                self.store.mark(m["id"], m["status"], now, gateway_id=m.get("gateway_id", ""),
+                                error=m.get("error", ""), next_attempt_at=m.get("next_attempt_at"))
+        marks.clear()
 
     def dispatch_once(self) -> DispatchStats:
-        """Lease one batch, send it, record every answer; returns what happened."""
+        """Lease one batch, send it, record every answer; returns what happened.
+
+        Answers are committed in groups of ``mark_batch`` as they come in (one fsync each), and
+        the rest when the batch is done — all within the lease, which bounds the duplicate window.
+        """
         stats = DispatchStats()
         recs = self.store.lease(self.clock(), limit=self.policy.batch, lease_s=self.policy.lease_s,
                                 max_attempts=self.policy.max_attempts)
         stats.leased = len(recs)
         if not recs:
             return stats
+        marks: list[dict[str, Any]] = []
         if self.policy.concurrency <= 1:
-            for rec in recs:
-                self._record(*self._send_one(rec), stats)
+            done: Iterable[tuple[Any, SendResult]] = (self._send_one(rec) for rec in recs)
         else:
-            for rec, res in self._pool.map(self._send_one, recs):
-                self._record(rec, res, stats)
+            done = (f.result() for f in as_completed([self._pool.submit(self._send_one, r) for r in recs]))
+        for rec, res in done:
+            marks.append(self._decide(rec, res, stats))
+            if len(marks) >= self.policy.mark_batch:
+                self._flush(marks)
+        self._flush(marks)
         self.totals.add(stats)
         return stats
 
-    def drain(self, max_passes: int = 1000) -> DispatchStats:
+    def _lease(self) -> list[Any]:
+        return list(self.store.lease(self.clock(), limit=self.policy.batch, lease_s=self.policy.lease_s,
+                                     max_attempts=self.policy.max_attempts))
+
+    def pump(self, until_idle: bool = True) -> DispatchStats:
+        """Keep every worker busy: lease the next batch while the last one is still in flight.
+
+        Returns when nothing is due and nothing is in flight (``until_idle``), or when
+        :meth:`stop` is called.  Answers are committed every ``mark_batch`` results, and at
+        once whenever the flow pauses (so a lone red message is recorded without delay).
+        """
+        stats = DispatchStats()
+        marks: list[dict[str, Any]] = []
+        in_flight: set[Future[tuple[Any, SendResult]]] = set()
+        low_water = max(1, self.policy.concurrency)
+        exhausted = False
+        while not self._stop.is_set():
+            if not exhausted and len(in_flight) <= low_water:
+                recs = self._lease()
+                stats.leased += len(recs)
+                in_flight.update(self._pool.submit(self._send_one, r) for r in recs)
+                exhausted = not recs
+            if not in_flight:
+                if until_idle:
+                    break
+                self._flush(marks)
+                self._wake.wait(self.policy.sweep_s)
+                self._wake.clear()
+                exhausted = False
+                continue
+            done, in_flight = wait(in_flight, timeout=0.05, return_when=FIRST_COMPLETED)
+            for f in done:
+                rec, res = f.result()
+                marks.append(self._decide(rec, res, stats))
+            if len(marks) >= self.policy.mark_batch or not done or not in_flight:
+                self._flush(marks)
+            if exhausted and len(in_flight) <= low_water:
+                exhausted = False  # look again: retries may have come due, new rows committed
+        for f in in_flight:  # stopping: record what was sent
+            rec, res = f.result()
+            marks.append(self._decide(rec, res, stats))
+        self._flush(marks)
+        self.totals.add(stats)
+        return stats
+
+    def drain(self) -> DispatchStats:
         """Dispatch until nothing is due (retries scheduled later are left for later)."""
-        total = DispatchStats()
-        for _ in range(max_passes):
-            s = self.dispatch_once()
-            total.add(s)
-            if s.leased == 0:
-                break
-        return total
+        return self.pump(until_idle=True)
 
     # -- the service loop -------------------------------------------------------------------------
     def wake(self) -> None:
@@ -214,14 +282,12 @@ class Dispatcher:
         self._wake.set()
 
     def serve(self) -> None:
-        """Run until :meth:`stop`: pass after pass, waiting for :meth:`wake` or ``sweep_s`` when idle."""
+        """Run until :meth:`stop`: send whatever is due, wait for :meth:`wake` or ``sweep_s`` when idle."""
         while not self._stop.is_set():
             try:
-                s = self.dispatch_once()
+                self.pump(until_idle=False)
             except RiskmapError as exc:  # store unavailable: keep the service alive, try again later
                 log.error("dispatcher: %s", exc)
-                s = DispatchStats()
-            if s.leased == 0:
                 self._wake.wait(self.policy.sweep_s)
                 self._wake.clear()
 

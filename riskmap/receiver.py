@@ -22,13 +22,16 @@ Examples
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import http.server
 import logging
+import queue
 import threading
 import unicodedata
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -58,6 +61,63 @@ def is_acknowledgement(text: str) -> bool:
     return t in _ACK
 
 
+@dataclass
+class _Job:
+    outbox_id: int
+    status: str
+    raw: str
+    at: datetime
+    new: bool = False
+    error: str = ""
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+def add_receipts(store: Any, items: Sequence[tuple[int, str, str, datetime]]) -> list[bool]:
+    """Record many delivery reports in ONE transaction; ``[is new]`` per item (a repeat is not new).
+
+    Uses ``store.add_receipts`` when the store has it; otherwise does what
+    :meth:`riskmap.store.Store.add_receipt` does (same digest, same status update) for the whole
+    batch at once.
+    """
+    many = getattr(store, "add_receipts", None)
+    if many is not None:
+        return list(many(items))
+    if not hasattr(store, "engine"):  # a store-like object without a database: one by one
+        return [bool(store.add_receipt(*it)) for it in items]
+    from sqlalchemy import bindparam, select, update
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    from riskmap.store import tables as t
+    from riskmap.store.db import guard
+
+    digests = [hashlib.sha256(f"{oid}|{status}|{raw}".encode()).hexdigest() for oid, status, raw, _ in items]
+    rows, seen = [], set()
+    for (oid, status, raw, at), dig in zip(items, digests, strict=True):
+        if dig not in seen:
+            seen.add(dig)
+            rows.append({"outbox_id": oid, "status": status, "raw": raw, "digest": dig, "at": at})
+    with guard(f"{store.url} receipts"), store.engine.begin() as conn:
+        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+        have: set[str] = set()
+        for i in range(0, len(rows), 500):
+            chunk = [r["digest"] for r in rows[i:i + 500]]
+            have.update(conn.execute(select(t.receipts.c.digest).where(t.receipts.c.digest.in_(chunk))).scalars())
+        fresh = [r for r in rows if r["digest"] not in have]
+        if fresh:  # plain executemany (no RETURNING): the fast path; a racing twin is ignored
+            conn.execute(dialect.insert(t.receipts).on_conflict_do_nothing(index_elements=["digest"]), fresh)
+        new = {r["digest"] for r in fresh}
+        final = [{"o_id": r["outbox_id"], "o_status": r["status"], "o_at": r["at"]} for r in fresh
+                 if r["status"] in ("delivered", "failed")]
+        if final:
+            conn.execute(update(t.outbox).where(t.outbox.c.id == bindparam("o_id"))
+                         .values(status=bindparam("o_status"), updated_at=bindparam("o_at")), final)
+    out, first = [], set()
+    for dig in digests:
+        out.append(dig in new and dig not in first)
+        first.add(dig)
+    return out
+
+
 class Receiver:
     """Serve ``/dlr`` and ``/mo`` on ``host:port`` (port 0 = a free one) in a background thread."""
 
@@ -68,6 +128,9 @@ class Receiver:
             raise ValueError("the receiver needs a token")
         self.store, self.token, self.on_reply, self.clock = store, token, on_reply, clock
         self.counts = {"receipts": 0, "duplicates": 0, "replies": 0, "refused": 0}
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._writer: threading.Thread | None = None
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -114,12 +177,13 @@ class Receiver:
                 return 400, "id must be an outbox id"
             status = kannel_status(q.get("status", ""))
             raw = urllib.parse.urlencode({k: v for k, v in q.items() if k != "token"})
-            try:
-                new = self.store.add_receipt(outbox_id, status, raw, self.clock())
-            except RiskmapError as exc:
-                log.error("receipt for outbox %s: %s", outbox_id, exc)
+            job = _Job(outbox_id, status, raw, self.clock())
+            self._queue.put(job)
+            if not job.done.wait(30.0) or job.error:
+                log.error("receipt for outbox %s not recorded: %s", outbox_id, job.error or "time-out")
                 return 503, "store unavailable"
-            self.counts["receipts" if new else "duplicates"] += 1
+            with self._lock:
+                self.counts["receipts" if job.new else "duplicates"] += 1
             return 200, "ok"
         if parts.path == "/mo":
             phone, text = q.get("from", ""), q.get("text", "")
@@ -130,8 +194,37 @@ class Receiver:
             return 200, ""
         return 404, "unknown path"
 
+    def _write_loop(self) -> None:
+        """Group commit: every receipt waiting is written in one transaction, then answered."""
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            jobs = [job]
+            while len(jobs) < 500:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._queue.put(None)
+                    break
+                jobs.append(nxt)
+            try:
+                news = add_receipts(self.store, [(j.outbox_id, j.status, j.raw, j.at) for j in jobs])
+            except RiskmapError as exc:
+                for j in jobs:
+                    j.error = str(exc)
+                    j.done.set()
+                continue
+            for j, new in zip(jobs, news, strict=True):
+                j.new = new
+                j.done.set()
+
     def start(self) -> Receiver:
-        """Serve in a background thread."""
+        """Serve in a background thread (and write receipts in another)."""
+        self._writer = threading.Thread(target=self._write_loop, name="riskmap-receipts", daemon=True)
+        self._writer.start()
         self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
                                         name="riskmap-receiver", daemon=True)
         self._thread.start()
@@ -143,4 +236,8 @@ class Receiver:
             self.server.shutdown()
             self._thread.join(5)
             self._thread = None
+        if self._writer is not None:
+            self._queue.put(None)
+            self._writer.join(5)
+            self._writer = None
         self.server.server_close()

@@ -111,8 +111,9 @@ class KannelHarness:
     password = "test-secret"
     admin_password = "admin-secret"
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, log_level: int = 1) -> None:
         self.dir = Path(workdir)
+        self.log_level = log_level
         self.dir.mkdir(parents=True, exist_ok=True)
         self.admin_port = free_port()
         self.box_port = free_port()
@@ -138,7 +139,7 @@ status-password = {self.admin_password}
 smsbox-port = {self.box_port}
 box-allow-ip = 127.0.0.1
 log-file = "{self.dir / 'bearerbox.log'}"
-log-level = 1
+log-level = {self.log_level}
 store-type = file
 store-location = "{store}"
 dlr-storage = internal
@@ -156,7 +157,7 @@ bearerbox-port = {self.box_port}
 sendsms-port = {self.sendsms_port}
 sendsms-interface = 127.0.0.1
 log-file = "{self.dir / 'smsbox.log'}"
-log-level = 1
+log-level = {self.log_level}
 
 group = sendsms-user
 username = {self.username}

@@ -176,10 +176,10 @@ class CrashingStore:
     def lease(self, *a, **k):
         return self.store.lease(*a, **k)
 
-    def mark(self, outbox_id, status, *a, **k):
-        if status == "sent":
+    def mark_many(self, marks, at):
+        if any(m["status"] == "sent" for m in marks):
             raise Crash()
-        return self.store.mark(outbox_id, status, *a, **k)
+        return self.store.mark_many(marks, at)
 
 
 def test_duplicate_window_is_one_lease(tmp_path):

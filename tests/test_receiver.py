@@ -98,3 +98,23 @@ def test_kannel_status_bits():
     got = [kannel_status(str(b)) for b in (1, 2, 4, 8, 16)]
     assert got == ["delivered", "failed", "queued", "smsc", "failed"]
     assert kannel_status("x") == "kannel:x"
+
+
+def test_add_receipts_batches_in_one_transaction_and_dedupes(store):
+    from riskmap.receiver import add_receipts
+
+    items = [(1, "smsc", "a", T0), (1, "delivered", "b", T0), (1, "delivered", "b", T0),
+             (2, "failed", "c", T0)]
+    assert add_receipts(store, items) == [True, True, False, True]
+    assert add_receipts(store, items[:2]) == [False, False]
+    assert {r.id: r.status for r in store.outbox()} == {1: "delivered", 2: "failed"}
+    assert len(store.receipts(1)) == 2
+
+
+def test_many_concurrent_reports_are_all_recorded(store, receiver):
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        codes = list(pool.map(lambda i: dlr(receiver, 1 + i % 2, 8, ts=str(i))[0], range(200)))
+    assert codes == [200] * 200
+    assert len(store.receipts(1)) + len(store.receipts(2)) == 200

@@ -35,6 +35,7 @@ from __future__ import annotations
 import http.client
 import itertools
 import os
+import socket
 import threading
 import time
 import urllib.parse
@@ -145,6 +146,8 @@ class KannelGateway:
         if conn is None:
             klass = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
             conn = klass(self._host, self._port, timeout=self.timeout)
+            conn.connect()
+            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._local.conn = conn
         return conn
 
