@@ -100,12 +100,12 @@ if HAVE_NUMBA:  # pragma: no branch
         return mean
 
     @_nb.njit(parallel=True, cache=True, nogil=True)
-    def _mean_max_t(indptr, indices, data, rt, order, rowsum):  # pragma: no cover
+    def _mean_max_t(indptr, indices, data, rt, order, rowsum, want_max):  # pragma: no cover
         """Mean (NaN propagates) and NaN-skipping max from the transposed (cells, time) layout."""
         nt = rt.shape[1]
         nv = len(indptr) - 1
         mean = np.empty((nv, nt), np.float32)
-        mx = np.empty((nv, nt), np.float32)
+        mx = np.empty((nv if want_max else 0, nt), np.float32)
         nchunks = (nv + CHUNK - 1) // CHUNK
         for ch in _nb.prange(nchunks):
             num = np.empty(nt, np.float64)
@@ -120,12 +120,15 @@ if HAVE_NUMBA:  # pragma: no branch
                     wk = data[k]
                     for t in range(nt):
                         num[t] += wk * row[t]
-                    for t in range(nt):
-                        best[t] = max(best[t], row[t])   # max() keeps best when row[t] is NaN
+                    if want_max:
+                        for t in range(nt):
+                            best[t] = max(best[t], row[t])   # max() keeps best when row[t] is NaN
                 rs = rowsum[i]
                 for t in range(nt):
                     mean[i, t] = num[t] / rs if rs > 0 else np.nan
-                    mx[i, t] = best[t] if best[t] > -np.inf else np.nan
+                if want_max:
+                    for t in range(nt):
+                        mx[i, t] = best[t] if best[t] > -np.inf else np.nan
         return mean, mx
 
     @_nb.njit(parallel=True, cache=True, nogil=True)
@@ -165,9 +168,13 @@ def aggregate_csr(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, val
     if engine == "auto":
         engine = "numba" if HAVE_NUMBA else "numpy"
     if engine == "numba" and HAVE_NUMBA:
-        vals = np.ascontiguousarray(vals)
+        vals = np.asarray(vals)
         if vals.dtype not in (np.float32, np.float64):
             vals = vals.astype(np.float64)
+        # time the fastest axis in memory (a (y, x, time) buffer): read it as (cells, time)
+        time_fastest = vals.T.flags.c_contiguous and not vals.flags.c_contiguous
+        if not time_fastest:
+            vals = np.ascontiguousarray(vals)
         data = np.asarray(data, np.float64)
         nv = len(indptr) - 1
         empty = np.diff(indptr) == 0
@@ -175,9 +182,10 @@ def aggregate_csr(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, val
         if len(data):
             rowsum = np.add.reduceat(data, np.minimum(indptr[:-1], len(data) - 1))
         rowsum[empty] = 0.0
-        if want_max:   # max is cheap on (cells, time): pay one transposed copy for both
-            mean, mx = _mean_max_t(indptr, indices, data, np.ascontiguousarray(vals.T), order, rowsum)
-        else:          # mean alone reads the native layout, no copy
+        if want_max or time_fastest:   # (cells, time) suits max: pay one transposed copy if needed
+            rt = vals.T if time_fastest else np.ascontiguousarray(vals.T)
+            mean, mx = _mean_max_t(indptr, indices, data, rt, order, rowsum, bool(want_max))
+        else:          # mean alone reads the native (time, cells) layout, no copy
             mean, mx = _mean_direct(indptr, indices, data, vals, order, rowsum), np.empty((nv, 0), np.float32)
         # a NaN cell shows as NaN in the plain mean: redo those rows leaving NaN cells out
         den = rowsum.copy()
@@ -210,8 +218,9 @@ def warm_up() -> float:
         for itype in (np.int32, np.int64):
             indptr, indices = np.array([0, 1, 1], itype), np.array([0], itype)
             for dtype in (np.float32, np.float64):
-                vals = np.array([[np.nan]], dtype)
-                aggregate_csr(indptr, indices, data, vals, np.array([0, 1]), True, True)
-                aggregate_csr(indptr, indices, data, vals, np.array([0, 1]), True, False)
+                c_order = np.full((2, 2), np.nan, dtype)          # (time, cells)
+                for vals in (c_order, np.asfortranarray(c_order)):   # and time-fastest
+                    aggregate_csr(indptr, indices, data, vals, np.array([0, 1]), True, True)
+                    aggregate_csr(indptr, indices, data, vals, np.array([0, 1]), True, False)
     return time.perf_counter() - t0
 

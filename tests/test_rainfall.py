@@ -243,3 +243,20 @@ def test_accepts_a_region_like_object_and_keeps_its_village_order():
     out = village_rainfall(region, da)
     assert out["village"].values.tolist() == v["code"].tolist()
     assert float(out["mean"].values[1, 0]) == pytest.approx(float(da.sel(x=1.5, y=1.5).values[0]))
+
+
+def test_time_fastest_memory_layout_reads_without_copy_and_gives_the_same_numbers():
+    da = forecast(nt=7, seed=12, nan_cells=[(2, 3, 3)])
+    buf = np.ascontiguousarray(da.values.transpose(1, 2, 0))            # (y, x, time) in memory
+    da_t = da.copy(data=buf.transpose(2, 0, 1))
+    assert not da_t.values.flags.c_contiguous
+    rng = np.random.default_rng(4)
+    xyr = rng.uniform([0, 0, 0.2], [12, 9, 2.5], (25, 3))
+    v = villages([shapely.Point(x, y).buffer(r) for x, y, r in xyr])
+    w = coverage_weights(v, GridDef.from_dataarray(da))
+    for stats in (("mean",), ("mean", "max")):
+        a = village_rainfall(v, da, stats=stats, weights=w)
+        b = village_rainfall(v, da_t, stats=stats, weights=w)
+        for s in stats + ("covered_fraction",):
+            assert np.array_equal(a[s].values, b[s].values, equal_nan=True)
+
