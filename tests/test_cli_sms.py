@@ -250,3 +250,35 @@ def test_outbox_pending_and_failed(capsys, issued):
     assert code == 0 and "(permanent)" in out and "rejected [bold]" in out and not MOBILE.search(out)
     code, out = rm(capsys, "outbox", "--limit", "1", "--db", db)
     assert code == 0 and f"all: {len(rows)}, newest 1" in out
+
+
+def test_unacknowledged_messages_are_due_for_escalation(capsys, issued):
+    """Red messages to village heads not acknowledged within 30 min (from the approval) are due."""
+    from datetime import timedelta
+
+    from riskmap.operations import unacknowledged
+
+    db, run_id = issued
+    approved = datetime(2026, 7, 1, 1, 0, tzinfo=UTC)  # 09:00 Beijing, an hour after the issue
+    after = timedelta(minutes=30)
+    store = Store.open(db)
+    try:
+        store.approve_run(run_id, "张县长", approved)
+        rows = store.outbox(run_id=run_id)
+        store.mark_many([{"id": r.id, "status": "sent"} for r in rows], approved)
+        heads = [r.id for r in rows if "village_head" in r.role.split(",")]
+        assert heads  # 张村 heads V0
+        assert unacknowledged(store, approved + timedelta(minutes=29), after) == []  # clock starts 09:00
+        due = unacknowledged(store, approved + timedelta(minutes=31), after)
+        assert [r.id for r in due] == heads and due[0].phone == "13800000002"
+        assert unacknowledged(store, approved + timedelta(minutes=31), after, role="household") != []
+        assert unacknowledged(store, approved + timedelta(minutes=31), after, levels=(3,)) == []
+    finally:
+        store.close()
+    code, out = rm(capsys, "confirm", "张村", "--by", "值班员", "--now", "2026-07-01T09:20+08:00", "--db", db)
+    assert code == 0, out
+    store = Store.open(db)
+    try:
+        assert unacknowledged(store, approved + timedelta(minutes=31), after) == []
+    finally:
+        store.close()

@@ -8,8 +8,9 @@ an open :class:`~riskmap.store.Store` and explicit times (``now`` is a parameter
 - :func:`manual_renderer` — the :class:`~riskmap.render.Renderer` that makes SMS and CAP for manual acts.
 - :func:`find_run`, :func:`approve` — 领导审签: release a run's held messages; the approver and the wait
   are logged.
-- :func:`acknowledge`, :func:`acknowledge_reply`, :func:`acknowledged_ids` — acknowledgements (a reply
-  of 1/收到, or a phone call-back 叫应) stored as receipts with status ``acknowledged``.
+- :func:`acknowledge`, :func:`acknowledge_reply`, :func:`acknowledged_ids`, :func:`acknowledgements` —
+  acknowledgements (a reply of 1/收到, or a phone call-back 叫应) stored as receipts with status
+  ``acknowledged``; :func:`unacknowledged` — messages due for escalation.
 - :func:`delivery_rates` — delivery and acknowledgement rates per township.
 - :func:`outbox_view` — outbox rows as plain dicts with masked phone numbers.
 
@@ -43,6 +44,7 @@ from riskmap.operations.acks import (
     acknowledge_reply,
     acknowledged_ids,
     acknowledgements,
+    unacknowledged,
 )
 from riskmap.operations.acts import manual_renderer, target_villages
 from riskmap.operations.approval import Approval, approve
@@ -52,4 +54,4 @@ from riskmap.operations.views import OutboxFilter, delivery_rates, list_outbox, 
 __all__ = ["ACK", "DEFAULT_DB", "Acknowledgement", "Approval", "OutboxFilter", "acknowledge",
            "acknowledge_reply", "acknowledged_ids", "acknowledgements", "approve", "delivery_rates",
            "find_run", "list_outbox", "manual_renderer", "mask_text", "outbox_view", "sqlite_path",
-           "store_url", "target_villages"]
+           "store_url", "target_villages", "unacknowledged"]

@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from riskmap.errors import InputError, PhoneNumberError
 from riskmap.phones import mask_phone, normalize_phone
@@ -131,3 +131,48 @@ def acknowledgements(store: Store, village_code: str) -> list[dict[str, Any]]:
         return [{"at": r.at, "outbox_id": r.id, "run_id": r.run_id, "contact": r.contact_name,
                  "phone": mask_phone(r.phone), "hazard": r.hazard, "level": r.level, "how": r.raw}
                 for r in conn.execute(q)]
+
+
+def unacknowledged(store: Store, now: datetime, after: timedelta, levels: Sequence[int] = (3, 4),
+                   role: str = "village_head") -> list[OutboxRecord]:
+    """Messages due for escalation (#6): nobody answered within ``after``.
+
+    Messages to ``role`` at ``levels`` that the gateway accepted (``sent``/``delivered``), about a
+    warning still active, whose clock (queued, or for held messages the approval) started at least
+    ``after`` before ``now``, and with no acknowledgement from the same phone since then (a reply or
+    call-back for a later message counts).  Drill messages are never escalated.  Oldest first.
+    """
+    q = (select(t.outbox).where(t.outbox.c.status.in_(("sent", "delivered")), t.outbox.c.drill.is_(False),
+                                t.outbox.c.level.in_([int(x) for x in levels]),
+                                t.outbox.c.role.contains(role), t.outbox.c.created_at <= now - after)
+         .order_by(t.outbox.c.id))
+    with guard(f"{store.url} unacknowledged"), store.engine.connect() as conn:
+        rows = [r for r in conn.execute(q) if role in str(r.role).split(",")]
+        if not rows:
+            return []
+        runs = sorted({r.run_id for r in rows})
+        released = dict(conn.execute(
+            select(t.approvals.c.subject, func.min(t.approvals.c.at))
+            .where(t.approvals.c.subject.in_(runs), t.approvals.c.kind == "release")
+            .group_by(t.approvals.c.subject)).all())
+        active = {(r.village_code, r.hazard) for r in conn.execute(
+            select(t.warnings.c.village_code, t.warnings.c.hazard)
+            .where(t.warnings.c.state == "active", t.warnings.c.level > 0))}
+        acks: dict[str, list[datetime]] = {}
+        for phone, at in conn.execute(select(t.outbox.c.phone, t.receipts.c.at)
+                                      .join(t.outbox, t.outbox.c.id == t.receipts.c.outbox_id)
+                                      .where(t.receipts.c.status == ACK,
+                                             t.outbox.c.phone.in_({r.phone for r in rows}))):
+            acks.setdefault(phone, []).append(at)
+    out = []
+    for r in rows:
+        approved = released.get(r.run_id)
+        if isinstance(approved, str):  # SQLite returns the aggregate as stored text
+            approved = datetime.fromisoformat(approved)
+        start = max(r.created_at, approved) if approved is not None else r.created_at
+        if start > now - after or (r.village_code, r.hazard) not in active:
+            continue
+        if any(at >= start for at in acks.get(r.phone, ())):
+            continue
+        out.append(OutboxRecord(**{k: r._mapping[k] for k in OutboxRecord.__dataclass_fields__}))
+    return out
