@@ -221,6 +221,9 @@ def test_store_errors_exit_codes(capsys, db, tmp_path):
 
 def test_default_store_is_the_config_url_else_local_file(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    Store.open(tmp_path / "riskmap-demo" / "riskmap.sqlite").close()
+    code, out = rm(capsys, "warnings")  # no ./riskmap.sqlite yet: say so, and where the demo's store is
+    assert code == 2 and "no store at" in out and "--db sqlite:///riskmap-demo/riskmap.sqlite" in out
     code, out = rm(capsys, "issue", "--village", V0, "--hazard", "torrent", "--level", "blue",
                    "--reason", "x", "--by", "x", "--now", NOW)
     assert code == 0 and (tmp_path / "riskmap.sqlite").is_file(), out

@@ -70,8 +70,10 @@ def open_store(db: str, config: Path | None, *, must_exist: bool = False) -> tup
     url = store_url(db, settings.store.url)
     path = sqlite_path(url)
     if must_exist and path is not None and not path.is_file():
+        demo = Path("riskmap-demo") / "riskmap.sqlite"
+        hint = f"; the demo's is --db sqlite:///{demo}" if not db and demo.is_file() else ""
         raise InputError(f"--db: no store at {path} (pass --db URL, set store.url in the config, "
-                         "or run `riskmap run` first)")
+                         f"or run `riskmap run` first{hint})")
     return Store.open(url), settings
 
 
