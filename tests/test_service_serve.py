@@ -38,7 +38,8 @@ def running(tmp_path_factory: pytest.TempPathFactory):
     f1 = write_forecast(d / "f1.nc")
     f2 = write_forecast(d / "f2.nc", ref="2026-07-15T01:00", peak_mm=60.0)
     cfg = write_config(d, region, d / "cache")
-    sources = '\n[[service.sources]]\nname = "qx"\npattern = "*.nc"\n'
+    sources = ('\n[[service.sources]]\nname = "qx"\npattern = "*.nc"\n'
+               '\n[[service.sources]]\nname = "sw"\npattern = "sw_*.csv"\nkind = "observed"\n')
     cfg.write_text(cfg.read_text() + sources, encoding="utf-8")
     inbox = d / "inbox"
     p = start_serve(d, env(), "serve.log", "--log-json")
@@ -50,6 +51,12 @@ def running(tmp_path_factory: pytest.TempPathFactory):
         drop(f1, inbox)
         drop(f2, inbox)
         wait_for(lambda: (inbox / "done" / "f2.nc").exists(), 60, "f2.nc done", p, info["log"])
+        gauges = d / "sw_0900.csv"  # 12 mm in the hour before f2's reference time (01:00 UTC = 09:00 Beijing)
+        gauges.write_text("station,lon,lat,time,mm\n" + "".join(
+            f"{st},{lon},30.005,2026-07-15T{hh}:00+08:00,{mm}\n" for st, lon in (("A", 120.01), ("B", 120.03))
+            for hh, mm in (("08", 2), ("09", 12))), encoding="utf-8")
+        drop(gauges, inbox)
+        wait_for(lambda: (inbox / "done" / "sw_0900.csv").exists(), 60, "observed done", p, info["log"])
         wait_for(lambda: (d / "out" / "sms.jsonl").exists(), 20, "SMS in the file gateway", p, info["log"])
         yield info
     finally:
@@ -62,9 +69,9 @@ def test_bad_file_quarantined_with_reason_and_later_files_processed(running) -> 
     reason = (q / "bad.nc.reason.txt").read_text(encoding="utf-8")
     assert reason.startswith("ForecastError: ") and "bad.nc" in reason
     assert "no [[service.sources]] pattern matches 'notes.txt'" in (q / "notes.txt.reason.txt").read_text()
-    assert sorted(p.name for p in (running["inbox"] / "done").iterdir()) == ["f1.nc", "f2.nc"]
-    runs = query(running["db"], "SELECT source, status FROM runs ORDER BY now")
-    assert runs == [("f1.nc", "done"), ("f2.nc", "done")]
+    assert sorted(p.name for p in (running["inbox"] / "done").iterdir()) == ["f1.nc", "f2.nc", "sw_0900.csv"]
+    runs = query(running["db"], "SELECT source, status, observed_hash != '' FROM runs ORDER BY started_at")
+    assert runs == [("f1.nc", "done", 0), ("f2.nc", "done", 0), ("f2.nc", "done", 1)]
     assert running["proc"].poll() is None, "the service keeps running"
     sms = [json.loads(line) for line in (running["dir"] / "out" / "sms.jsonl").read_text().splitlines()]
     sent = query(running["db"], "SELECT id FROM outbox WHERE status IN ('sent', 'delivered')")
@@ -117,7 +124,7 @@ def test_logs_are_json_lines_with_run_ids_and_masked_numbers(running) -> None:
     lines = [json.loads(x) for x in raw.splitlines() if x.startswith("{")]
     assert lines and all({"ts", "level", "logger", "msg"} <= set(x) for x in lines)
     cycles = [x for x in lines if x["msg"].startswith("cycle ")]
-    assert len(cycles) == 2 and all(x.get("run_id") and x.get("file") for x in cycles)
+    assert len(cycles) == 3 and all(x.get("run_id") and x.get("file") for x in cycles)
     assert not re.search(r"(?<!\d)1[3-9]\d{9}(?!\d)", raw), "an unmasked mobile number in the log"
 
 

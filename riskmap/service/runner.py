@@ -219,15 +219,9 @@ class Service:
         with run_context(file=name, source=src.name):
             try:
                 if src.kind == "observed":
-                    from riskmap.forecast import open_observed
-
-                    open_observed(path, **dict(src.forecast_options))  # refuse a bad file before keeping it
-                    self.observed = self.inbox.done(path)
-                    log.info("inbox: observed rainfall %s kept for the next cycles", name)
-                    if self.last_forecast is not None:
-                        self.cycle(*self.last_forecast, observed=self.observed)
+                    self._take_observed(path, src)
                     return
-                self.cycle(path, src, observed=self.observed)
+                self._forecast_cycle(path, src)
             except (ForecastError, RiskmapIOError) as exc:
                 q = self.inbox.quarantine(path, f"{type(exc).__name__}: {exc}")
                 log.error("inbox: %s quarantined (%s): %s", name, q, exc)
@@ -242,6 +236,28 @@ class Service:
                 return
             self.failures.pop(name, None)
             self.last_forecast = (self.inbox.done(path), src)
+
+    def _take_observed(self, path: Path, src: Source) -> None:
+        """An observed file: re-run the latest forecast with it (a bad file raises and is quarantined)."""
+        if self.last_forecast is not None:
+            self.cycle(*self.last_forecast, observed=path)
+        else:
+            from riskmap.forecast.observed import TABLE_SUFFIXES, open_observed
+
+            if path.suffix.lower() not in TABLE_SUFFIXES:  # a grid can be checked alone; a gauge table not
+                open_observed(path, **dict(src.forecast_options))
+        self.observed = self.inbox.done(path)
+        log.info("inbox: observed rainfall %s kept for the next cycles", path.name)
+
+    def _forecast_cycle(self, path: Path, src: Source) -> None:
+        try:
+            self.cycle(path, src, observed=self.observed)
+        except ForecastError as exc:
+            if self.observed is None:
+                raise
+            log.warning("cycle with observed %s failed (%s); trying without it", self.observed.name, exc)
+            self.observed = None
+            self.cycle(path, src)
 
     def scan_inbox(self) -> None:
         """The inbox job: process every settled file, oldest first."""
