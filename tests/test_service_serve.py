@@ -29,6 +29,8 @@ from service_data import (
     write_forecast,
 )
 
+from riskmap.operations.acks import ACK
+
 
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory):
@@ -107,7 +109,7 @@ def test_receipts_and_replies_reach_the_store_and_status_counts_them(running) ->
     text = urllib.parse.quote("收到")
     assert _get(f"{base}/mo?token={tok}&from={urllib.parse.quote('+86' + phone)}&text={text}")[0] == 200
     rec = query(running["db"], "SELECT status FROM receipts WHERE outbox_id = ? ORDER BY id", oid)
-    assert rec == [("delivered",), ("ack",)]
+    assert rec == [("delivered",), (ACK,)]
     r = subprocess.run([*RISKMAP, "status", "--config", "riskmap.toml", "--json"], cwd=running["dir"],
                        env=env(), capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr

@@ -23,7 +23,7 @@ from riskmap.lifecycle import LifecyclePolicy, decide
 from riskmap.service.config import ServiceConfig, load_service_config, validate, with_overrides
 from riskmap.service.housekeeping import archive_outbox
 from riskmap.service.inbox import Inbox
-from riskmap.service.recovery import acknowledge, release_orphan_leases, unfinished_runs
+from riskmap.service.recovery import release_orphan_leases, unfinished_runs
 from riskmap.service.scheduler import JOB_DEFAULTS, build_scheduler, next_runs
 from riskmap.service.status import format_text, gather
 from riskmap.store import OutboxRow, RunMeta, Store, run_key
@@ -120,17 +120,19 @@ def test_orphan_leases_are_released_and_re_sent_unless_a_receipt_exists(tmp_path
     assert store.outbox(status="delivered")[0].id == leased[0].id
 
 
-def test_reply_acknowledges_the_latest_message_to_that_phone(tmp_path: Path) -> None:
+def test_status_counts_acknowledgements(tmp_path: Path) -> None:
+    from riskmap.operations.acks import ACK
+
     store, _ = _store_with_messages(tmp_path)
-    for r in store.lease(T0, limit=10):
+    recs = store.lease(T0, limit=10)
+    for r in recs:
         store.mark(r.id, "sent", T0)
-    oid = acknowledge(store, "+86 138 0000 0001", "收到", T0)
-    assert oid == store.outbox(phone="13800000001")[0].id
-    assert [r["status"] for r in store.receipts(oid)] == ["ack"]
-    assert acknowledge(store, "13900000000", "1", T0) is None
+    store.add_receipt(recs[0].id, ACK, "reply by sms reply", T0)
+    store.add_receipt(recs[1].id, "delivered", "status=1", T0)
     st = gather(store)
-    assert st["rates"]["acknowledged"] == 1 and st["rates"]["ack_of_orange_red"] == round(1 / 3, 3)
-    assert st["outbox"]["sent"] == 3 and st["outbox"]["backlog"] == 0
+    third = round(1 / 3, 3)
+    assert st["rates"] == {"receipt": third, "acknowledged": 1, "ack_of_orange_red": third}
+    assert st["outbox"]["sent"] == 3 and st["outbox"]["delivered"] == 1 and st["outbox"]["backlog"] == 0
 
 
 def test_status_counts_backlog_held_retrying_and_failed(tmp_path: Path) -> None:

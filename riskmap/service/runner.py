@@ -35,7 +35,7 @@ from riskmap.service.config import ServiceConfig, Source, validate
 from riskmap.service.heartbeat import heartbeat_path, write_heartbeat
 from riskmap.service.inbox import Inbox
 from riskmap.service.logging import run_context, set_context
-from riskmap.service.recovery import acknowledge, release_orphan_leases, unfinished_runs
+from riskmap.service.recovery import release_orphan_leases, unfinished_runs
 
 log = logging.getLogger("riskmap.service")
 
@@ -300,12 +300,17 @@ class Service:
         log.info("housekeeping: %d old file(s) deleted, %d outbox row(s) archived", len(gone), n)
 
     def on_reply(self, phone: str, text: str) -> None:
-        """A reply from a phone: 1 / 收到 acknowledges the latest warning sent to it."""
-        from riskmap.receiver import is_acknowledgement
+        """A reply from a phone: 1 / 收到 acknowledges the latest active warning sent to it (#6)."""
+        from riskmap.operations.acks import acknowledge_reply
 
-        if is_acknowledgement(text):
-            oid = acknowledge(self.store, phone, text, _now())
-            log.info("reply: acknowledgement %s", f"of outbox {oid}" if oid else "matches no message")
+        try:
+            ack = acknowledge_reply(self.store, phone, text, _now())
+        except RiskmapError as exc:  # the receiver thread must answer Kannel whatever happens
+            log.error("reply: %s", exc)
+            return
+        if ack is not None:
+            log.info("reply: acknowledgement of outbox %d (%s %s)", ack.outbox_id, ack.village_code,
+                     ack.hazard)
 
     # -- observability and stop -------------------------------------------------------------------
     def write_heartbeat(self) -> None:

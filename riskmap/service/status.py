@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlalchemy import and_, func, select
 
+from riskmap.operations.acks import ACK
 from riskmap.service.heartbeat import read_heartbeat
 from riskmap.service.housekeeping import FINAL_FAILURE
 from riskmap.store import held_by
@@ -66,7 +67,7 @@ def gather(store: Any, heartbeat_file: Any = None) -> dict[str, Any]:
             return int(conn.execute(select(func.count(func.distinct(t.receipts.c.outbox_id)))
                                     .where(t.receipts.c.status == status)).scalar() or 0)
 
-        delivered, acked = with_receipt("delivered"), with_receipt("ack")
+        delivered, acked = with_receipt("delivered"), with_receipt(ACK)
         urgent = int(conn.execute(select(func.count()).where(
             and_(t.outbox.c.status.in_(("sent", "delivered")), t.outbox.c.level >= 3))).scalar() or 0)
     out["outbox"] = {"queued": int(by_status.get("queued", 0)), "leased": int(by_status.get("leased", 0)),
