@@ -35,6 +35,14 @@ _EXPORTS = {
     "load_rules": "riskmap.rules",
     "evaluate": "riskmap.rules",
     "RiskmapError": "riskmap.errors",
+    "CycleRequest": "riskmap.cycle",
+    "run_cycle": "riskmap.cycle",
+    "evaluate_cycle": "riskmap.cycle",
+    "explain_village": "riskmap.rules",
+    "warning_map": "riskmap.maps",
+    "write_map": "riskmap.maps",
+    "build_demo": "riskmap.demo",
+    "write_demo": "riskmap.demo",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

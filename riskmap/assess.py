@@ -68,10 +68,11 @@ def assess(region: Region, context: pd.DataFrame, rain: xr.Dataset, ruleset: Rul
                                  day_boundary=rs.day_boundary, tz=settings.office.timezone)
         for stat in ("mean", "max") if stat in rain
     })
+    soil_stats = {ruleset.soil.statistic} if ruleset.soil is not None else set()
     antecedent = xr.Dataset({
         stat: antecedent_rainfall(rain[stat], now, k=rs.effective_k, n_days=rs.effective_days,
                                   day_boundary=rs.day_boundary, tz=settings.office.timezone)
-        for stat in ("mean", "max") if stat in rain
+        for stat in sorted(soil_stats) if stat in rain
     })
     features = build_features(ruleset, context, rain, now=now, effective=effective, antecedent=antecedent,
                               critical_rainfall=region.critical_rainfall, grid=grid, weights=weights)

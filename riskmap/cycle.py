@@ -22,6 +22,7 @@ from typing import Any
 
 from riskmap.config import Settings
 from riskmap.errors import InputError
+from riskmap.service.faults import fault_point  # fault injection (#7)
 from riskmap.timeutil import to_utc
 
 Progress = Callable[[str], None]
@@ -49,6 +50,10 @@ class CycleRequest:
     forecast_options: Mapping[str, Any] = field(default_factory=dict)
     drill: bool = False
     write_map: bool = True
+    refuse_if_held: bool = True
+    dispatch: bool = True
+    """Hand queued SMS to the gateway now; ``serve`` leaves this to its own dispatcher."""
+    """Refuse (exit 4) when a running ``serve`` holds the store; the service itself sets False."""
 
 
 @dataclass(frozen=True)
@@ -131,6 +136,7 @@ class Evaluation:
     """Everything a cycle computed before touching the store."""
 
     rainfall: Rainfall
+    settings: Settings
     rules_dir: Any
     ruleset: Any
     routing: Any
@@ -161,6 +167,7 @@ def compute_rainfall(req: CycleRequest, timer: _Timer | None = None) -> Rainfall
             observed = open_observed(req.observed, like=grid, tz=req.settings.office.timezone,
                                      **dict(req.forecast_options))
             grid = merge_observed(observed, grid, now)
+    fault_point("after-ingest")  # fault point (#7)
     with timer.stage("weights"):
         cache = Path(req.settings.paths.cache_dir).expanduser()
         weights = cached_coverage_weights(cache, region.villages, GridDef.from_dataarray(grid))
@@ -193,12 +200,13 @@ def evaluate_cycle(req: CycleRequest, timer: _Timer | None = None) -> Evaluation
                                  Path(s.paths.cache_dir).expanduser())
     with timer.stage("assess"):
         result = assess(rf.region, context, rf.rain, ruleset, s, rf.now, grid=rf.grid, weights=rf.weights)
-    return Evaluation(rf, rules_dir, ruleset, routing, templates, context, result)
+    fault_point("after-levels")  # fault point (#7)
+    return Evaluation(rf, s, rules_dir, ruleset, routing, templates, context, result)
 
 
 def run_cycle(req: CycleRequest, progress: Progress | None = None) -> CycleReport:
     """Run one cycle; see the module docstring."""
-    from riskmap.dispatcher import Dispatcher, DispatchPolicy
+    from riskmap.dispatcher import Dispatcher, DispatchPolicy, DispatchStats
     from riskmap.gateways import make_gateway
     from riskmap.lifecycle import LifecyclePolicy
     from riskmap.outputs import write_outputs
@@ -216,6 +224,10 @@ def run_cycle(req: CycleRequest, progress: Progress | None = None) -> CycleRepor
         req.out_dir.mkdir(parents=True, exist_ok=True)
         store = Store.open(db_url)
     try:
+        if req.refuse_if_held:
+            from riskmap.store.hold import ensure_not_held
+
+            ensure_not_held(store)
         with timer.stage("store"):
             meta = RunMeta(
                 now=now, source=",".join(p.name for p in req.forecast),
@@ -225,9 +237,12 @@ def run_cycle(req: CycleRequest, progress: Progress | None = None) -> CycleRepor
             )
             renderer = Renderer(region, ev.routing, ev.templates, s, ruleset=ev.ruleset, drill=req.drill)
             applied = apply_run(store, meta, levels, LifecyclePolicy.from_settings(s.lifecycle), renderer)
+            fault_point("after-commit")  # fault point (#7)
         with timer.stage("dispatch"):
-            gateway = make_gateway(s.gateway, out_dir=req.out_dir)
-            stats = Dispatcher(store, gateway, DispatchPolicy(rate_per_s=0, concurrency=1)).drain()
+            stats = DispatchStats()
+            if req.dispatch:
+                gateway = make_gateway(s.gateway, out_dir=req.out_dir)
+                stats = Dispatcher(store, gateway, DispatchPolicy(rate_per_s=0, concurrency=1)).drain()
         with timer.stage("outputs"):
             files = write_outputs(req.out_dir, result, region, store, applied.run_id, s, now,
                                   write_map=req.write_map, grid=ev.rainfall.grid)

@@ -42,6 +42,7 @@ from riskmap.lifecycle import (
     decide,
     expire_due,
 )
+from riskmap.service.faults import fault_point  # fault injection (#7)
 from riskmap.store.records import CapRow, OutboxRow, RunMeta, run_key
 from riskmap.store.store import Store
 
@@ -77,6 +78,7 @@ def apply_run(store: Store, meta: RunMeta, levels: pd.DataFrame | None, policy: 
         decision = decide(previous, levels, meta.now, policy, silences=store.silences(meta.now),
                           last_run_at=store.last_run_at())
         outbox, caps = render(rid, decision, previous)
+        fault_point("before-commit")  # fault point (#7)
         counts = store.commit_decision(rid, decision, outbox, caps, at=at)
     except BaseException as exc:
         store.fail_run(rid, f"{type(exc).__name__}: {exc}", at=at)
