@@ -177,6 +177,10 @@ def test_receipts_and_confirm_count_acknowledgements(capsys, issued, region):
         assert acknowledge_reply(store, "13800000004", "2", at) is None
         reply = acknowledge_reply(store, "13800000004", "收到！", at)
         assert reply is not None and reply.via == "reply" and reply.new
+        # the duty officer's reply to the summary counts too (township "" = duty summaries)
+        assert acknowledge_reply(store, "13800000001", "1", at) is not None
+        table = delivery_rates(store).set_index("township")
+        assert table.loc["", "acknowledged"] == 1 and table.loc["total", "acknowledged"] == 3
     finally:
         store.close()
     assert head.id in acked and len(acked) == 2

@@ -10,7 +10,7 @@ an open :class:`~riskmap.store.Store` and explicit times (``now`` is a parameter
   are logged.
 - :func:`acknowledge`, :func:`acknowledge_reply`, :func:`acknowledged_ids`, :func:`acknowledgements` —
   acknowledgements (a reply of 1/收到, or a phone call-back 叫应) stored as receipts with status
-  ``acknowledged``; :func:`unacknowledged` — messages due for escalation.
+  ``ack``; :func:`unacknowledged` — messages due for escalation.
 - :func:`delivery_rates` — delivery and acknowledgement rates per township.
 - :func:`outbox_view` — outbox rows as plain dicts with masked phone numbers.
 

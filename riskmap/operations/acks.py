@@ -23,8 +23,9 @@ from riskmap.store.records import OutboxRecord
 
 log = logging.getLogger("riskmap.operations")
 
-ACK = "acknowledged"
-"""The receipt status of an acknowledgement (reply 1/收到, or a call-back 叫应)."""
+ACK = "ack"
+"""The receipt status of an acknowledgement (reply 1/收到, or a call-back 叫应); the same status
+:func:`riskmap.service.recovery.acknowledge` writes for replies and ``riskmap status`` counts."""
 
 
 @dataclass(frozen=True)
