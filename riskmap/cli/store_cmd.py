@@ -203,9 +203,9 @@ def _region(path: Path | None) -> Any:
 
 def _apply(acts: list[Any], db: str, config: Path | None, now: datetime, region: Any, rules: Path | None,
            drill: bool) -> None:
-    from riskmap.cli.run_cmd import _rules
     from riskmap.lifecycle import LifecyclePolicy
     from riskmap.operations import manual_renderer
+    from riskmap.rules import find_rules_dir
     from riskmap.store import apply_manual, ensure_not_held
 
     store, settings = open_store(db, config)
@@ -213,7 +213,8 @@ def _apply(acts: list[Any], db: str, config: Path | None, now: datetime, region:
         ensure_not_held(store)
         kwargs: dict[str, Any] = {}
         if region is not None:
-            kwargs["render"] = manual_renderer(region, settings, _rules(rules, settings), drill)
+            rules_dir = find_rules_dir(rules, settings.paths.rules_dir or None, Path.cwd())
+            kwargs["render"] = manual_renderer(region, settings, rules_dir, drill)
         # the act is recorded at its own time (--now, else the clock), so waits and audit times agree
         out = apply_manual(store, acts, now, LifecyclePolicy.from_settings(settings.lifecycle), drill=drill,
                            at=now, **kwargs)
