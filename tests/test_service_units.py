@@ -215,3 +215,86 @@ def test_expiry_check_ends_unrenewed_warnings_on_time_and_is_idempotent(tmp_path
     assert (out / "cap" / "feed.atom").exists()
     assert unfinished_runs(svc.store) == []
     svc.store.close()
+
+
+class _Server:
+    """A tiny HTTP server on 127.0.0.1 answering with ``self.body`` and an ETag (304 when it matches)."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        outer = self
+        self.body, self.status, self.seen = b"", 200, []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                outer.seen.append(dict(self.headers))
+                etag = f'"{hash(outer.body) & 0xFFFF:x}"'
+                if outer.status != 200:
+                    self.send_error(outer.status)
+                    return
+                if self.headers.get("If-None-Match") == etag:
+                    self.send_response(304)
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("ETag", etag)
+                self.send_header("Content-Length", str(len(outer.body)))
+                self.end_headers()
+                self.wfile.write(outer.body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/nwp/latest.nc"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_fetch_drops_new_content_once_into_the_inbox(tmp_path: Path, monkeypatch) -> None:
+    from riskmap.errors import ServiceUnavailable
+    from riskmap.service.fetch import fetch_source
+
+    srv = _Server()
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    monkeypatch.setenv("RISKMAP_QX_TOKEN", "s3cret")
+    try:
+        srv.body = b"forecast one"
+        got = fetch_source("qx", srv.url, inbox, "RISKMAP_QX_TOKEN", now=T0)
+        assert got == inbox / "qx_20260715T000000Z.nc" and got.read_bytes() == b"forecast one"
+        assert srv.seen[0]["Authorization"] == "Bearer s3cret"
+        assert fetch_source("qx", srv.url, inbox, now=T0 + timedelta(minutes=10)) is None  # 304
+        assert srv.seen[-1]["If-None-Match"]
+        srv.body = b"forecast two"
+        got2 = fetch_source("qx", srv.url, inbox, now=T0 + timedelta(hours=1))
+        assert got2.name == "qx_20260715T010000Z.nc" and got2.read_bytes() == b"forecast two"
+        assert not list(inbox.glob("*.part"))
+        srv.status = 503
+        with pytest.raises(ServiceUnavailable, match=r"source qx: http://127\.0\.0\.1:\d+/nwp/latest\.nc "
+                                                      r"answered HTTP 503"):
+            fetch_source("qx", srv.url, inbox)
+    finally:
+        srv.close()
+    with pytest.raises(ServiceUnavailable, match="cannot fetch"):
+        fetch_source("qx", srv.url, inbox, timeout=2)
+
+
+def test_url_source_gets_a_fetch_job_and_a_default_pattern(tmp_path: Path) -> None:
+    from riskmap.service.config import service_from_dict
+
+    sc, problems = service_from_dict({"region": "r", "sources": [
+        {"name": "qx", "url": "https://qx.example.cn/latest.nc", "fetch_min": 15},
+        {"name": "bad", "url": "ftp://x/y"}]})
+    assert problems == ["'service.sources[1].url' must be an http(s) URL, got 'ftp://x/y'"]
+    assert sc.sources[0].pattern == "qx_*" and sc.source_for("qx_20260715T000000Z.nc").name == "qx"
+    svc = SimpleNamespace(sc=sc, settings=Settings(), scan_inbox=lambda: None, check_expiry=lambda: None,
+                          housekeeping=lambda: None, write_heartbeat=lambda: None, fetch=lambda src: None,
+                          dispatcher=SimpleNamespace(wake=lambda: None))
+    job = build_scheduler(svc).get_job("fetch-qx")
+    assert job is not None and job.trigger.interval == timedelta(minutes=15) and job.args[0].name == "qx"

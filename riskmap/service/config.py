@@ -34,6 +34,13 @@ exit 2 when there is any).
     kind = "forecast"                 # or "observed"
     forecast_options = { variable = "precip" }
 
+    [[service.sources]]
+    name = "sw"                       # hydrology: polled over HTTP, lands in the inbox as sw_<time>.csv
+    kind = "observed"
+    url = "https://sw.example.cn/rain/latest.csv"
+    fetch_min = 10
+    token_env = "RISKMAP_SW_TOKEN"
+
 Examples
 --------
 >>> sc, problems = service_from_dict({"region": "r.gpkg", "poll_s": 0, "colour": 1}, base=Path("/srv"))
@@ -53,6 +60,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -72,6 +80,11 @@ class Source:
     kind: str = "forecast"
     """``forecast`` or ``observed``."""
     forecast_options: Mapping[str, Any] = field(default_factory=dict)
+    url: str = ""
+    """Optional HTTP(S) URL polled every ``fetch_min`` minutes; new content lands in the inbox."""
+    fetch_min: float = 10.0
+    token_env: str = ""
+    """Environment variable holding a bearer token for ``url`` (credentials never go in the file)."""
 
 
 @dataclass(frozen=True)
@@ -173,10 +186,18 @@ def _sources(data: Any, problems: list[str]) -> tuple[Source, ...]:
         if not isinstance(s, dict):
             problems.append(f"'{where}' must be a table")
             continue
-        unknown = set(s) - {"name", "pattern", "kind", "forecast_options"}
+        unknown = set(s) - {"name", "pattern", "kind", "forecast_options", "url", "fetch_min", "token_env"}
         if unknown:
             problems.append(f"unknown key '{where}.{sorted(unknown)[0]}' "
-                            "(known: forecast_options, kind, name, pattern)")
+                            "(known: fetch_min, forecast_options, kind, name, pattern, token_env, url)")
+        url = s.get("url", "")
+        if not isinstance(url, str) or (url and urllib.parse.urlsplit(url).scheme not in ("http", "https")):
+            problems.append(f"'{where}.url' must be an http(s) URL, got {url!r}")
+            url = ""
+        fetch_min = s.get("fetch_min", 10.0)
+        if isinstance(fetch_min, bool) or not isinstance(fetch_min, int | float) or fetch_min <= 0:
+            problems.append(f"'{where}.fetch_min' must be a number > 0, got {fetch_min!r}")
+            fetch_min = 10.0
         name = str(s.get("name", f"source{i + 1}"))
         kind = s.get("kind", "forecast")
         if kind not in ("forecast", "observed"):
@@ -185,7 +206,9 @@ def _sources(data: Any, problems: list[str]) -> tuple[Source, ...]:
         if not isinstance(opts, dict):
             problems.append(f"'{where}.forecast_options' must be a table, got {opts!r}")
             opts = {}
-        out.append(Source(name, str(s.get("pattern", "*")), str(kind), dict(opts)))
+        pattern = str(s.get("pattern", f"{name}_*" if url else "*"))
+        out.append(Source(name, pattern, str(kind), dict(opts), url, float(fetch_min),
+                          str(s.get("token_env", ""))))
     names = [s.name for s in out]
     for n in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"'service.sources': the name {n!r} is used twice")

@@ -35,7 +35,7 @@ from riskmap.service.config import ServiceConfig, Source, validate
 from riskmap.service.heartbeat import heartbeat_path, write_heartbeat
 from riskmap.service.inbox import Inbox
 from riskmap.service.logging import run_context, set_context
-from riskmap.service.recovery import release_orphan_leases, unfinished_runs
+from riskmap.service.recovery import recover_runs, release_orphan_leases
 
 log = logging.getLogger("riskmap.service")
 
@@ -142,37 +142,8 @@ class Service:
                 self.observed = p
 
     def recover_runs(self) -> None:
-        """Re-process runs left ``started``: from the inbox (the scan does it) or from ``done/``."""
-        waiting = {p.name for p in self.inbox.candidates()}
-        for run in unfinished_runs(self.store):
-            with run_context(run_id=run.id[:12], file=run.source):
-                if run.source == "expiry":
-                    log.warning("recovery: re-running the expiry check at %s", run.now.isoformat())
-                    self.check_expiry(run.now)
-                    if (self.store.run(run.id) or run).status != "started":
-                        continue
-                if run.source in waiting:
-                    log.warning("recovery: run %s (%s) was interrupted; its file is re-processed from the "
-                                "inbox", run.id[:12], run.source)
-                    continue
-                path = self.inbox.processed / run.source
-                src = self.sc.source_for(run.source)
-                if path.is_file() and src is not None and src.kind == "forecast":
-                    log.warning("recovery: re-running interrupted run %s (%s at %s)", run.id[:12], run.source,
-                                run.now.isoformat())
-                    try:
-                        with self.cycle_lock:
-                            rep = self.cycle(path, src, now=run.now,
-                                             observed=self.observed if run.hashes.get("observed") else None)
-                    except Exception as exc:  # noqa: BLE001 - recovery must not stop the service
-                        log.error("recovery: run %s failed again: %s: %s", run.id[:12],
-                                  type(exc).__name__, exc)
-                        continue
-                    if rep.run_id == run.id:
-                        continue
-                why = "interrupted by a restart; its input is gone or changed (a later run decides instead)"
-                self.store.fail_run(run.id, why)
-                log.warning("recovery: run %s marked failed: %s", run.id[:12], why)
+        """Re-process runs left ``started`` (see :func:`riskmap.service.recovery.recover_runs`)."""
+        recover_runs(self)
 
     # -- the work ---------------------------------------------------------------------------------
     def cycle(self, forecast: Path, source: Source, now: datetime | None = None,
@@ -289,6 +260,18 @@ class Service:
             n = len(applied.decision.changes) if applied.decision else 0
             set_context(run_id=applied.run_id[:12])
             log.info("expiry check at %s: %d warning(s) expired", now.isoformat(), n)
+
+    def fetch(self, src: Source) -> None:
+        """The fetch job of a source with a ``url``: new content lands in the inbox."""
+        from riskmap.service.fetch import fetch_source
+
+        if self.stopping.is_set():
+            return
+        with run_context(source=src.name):
+            try:
+                fetch_source(src.name, src.url, self.inbox.folder, src.token_env)
+            except RiskmapError as exc:
+                log.error("%s", exc)
 
     def housekeeping(self) -> None:
         """The daily job: old files out, old outbox rows to the archive."""

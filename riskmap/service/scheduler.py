@@ -13,6 +13,7 @@ in memory: what is done is in the store and the inbox, so a job lost with the pr
                    expired and announced (:mod:`riskmap.service.expiry`)
 ``housekeeping``   daily at ``housekeeping_at`` (office time zone): old files, outbox archive
 ``heartbeat``      every 5 s: the JSON file ``riskmap status`` reads
+``fetch-<source>`` every ``fetch_min`` for a source with a ``url`` (:mod:`riskmap.service.fetch`)
 =================  =====================================================================
 
 There is no escalation job yet: escalation of unacknowledged orange/red messages (#6) has no
@@ -51,6 +52,10 @@ def build_scheduler(svc: Any) -> BackgroundScheduler:
     if sc.expiry_check_min > 0:
         sched.add_job(svc.check_expiry, "interval", minutes=sc.expiry_check_min, id="expiry-check",
                       name="expiry and lift on time")
+    for src in sc.sources:
+        if src.url:
+            sched.add_job(svc.fetch, "interval", args=[src], minutes=src.fetch_min, id=f"fetch-{src.name}",
+                          name=f"fetch {src.name}", next_run_time=now)
     hh, mm = (int(x) for x in sc.housekeeping_at.split(":"))
     sched.add_job(svc.housekeeping, "cron", hour=hh, minute=mm, id="housekeeping", name="daily housekeeping")
     sched.add_job(svc.write_heartbeat, "interval", seconds=5, id="heartbeat", name="heartbeat")
