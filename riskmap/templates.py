@@ -58,6 +58,8 @@ from riskmap.errors import DataWarning, RuleError
 from riskmap.levels import Level
 
 TEMPLATE_NAMES = ("warning", "summary", "all_clear")
+OPTIONAL_TEMPLATES = ("escalation",)
+"""Templates a file may add (``escalation``: see :mod:`riskmap.escalation`)."""
 FRAGMENT_NAMES = ("shelter_text", "others_text", "internal_text", "other_item", "count_item")
 _FIELDS = {
     "warning": {"signature", "issuer", "time", "hazard", "color", "grade", "severity", "place", "window",
@@ -70,6 +72,7 @@ _FIELDS = {
     "other_item": {"hazard", "color", "grade"},
     "count_item": {"n", "color", "grade"},
     "window": {"start", "end"},
+    "escalation": {"signature", "place", "role", "name", "hazard", "color", "grade", "sent"},
 }
 _SEVERITY_EN = ("", "minor", "moderate", "severe", "extreme")
 # the meteorological bureau's signal wording, which the office's risk warning must never imitate
@@ -267,8 +270,13 @@ def _language(data: Mapping[str, Any], lang: str, src: str, default_budget: int,
     fragments = data.get("fragments") or {}
     texts: dict[str, str] = {}
     budgets: dict[str, int] = {}
-    for name in TEMPLATE_NAMES:
-        spec = (data.get("templates") or {}).get(name)
+    given = data.get("templates") or {}
+    for name in given:
+        if name not in TEMPLATE_NAMES + OPTIONAL_TEMPLATES:
+            raise RuleError(f"{where}: unknown template {name!r} (known: "
+                            f"{', '.join(TEMPLATE_NAMES + OPTIONAL_TEMPLATES)})")
+    for name in TEMPLATE_NAMES + tuple(n for n in OPTIONAL_TEMPLATES if n in given):
+        spec = given.get(name)
         w = f"{where}: template '{name}'"
         if spec is None:
             raise RuleError(f"{w} is missing")
@@ -314,6 +322,11 @@ def _check(ts: TemplateSet, sample: Mapping[str, str]) -> None:
             "all_clear": ts.render_all_clear(**base, place=s.get("place", ""), drill=True,
                                              hazards=[longest_hazard]),
         }
+        if "escalation" in ts.texts:
+            rendered["escalation"] = ts.drill_prefix + ts.texts["escalation"].format(
+                signature=base["signature"], place=s.get("place", ""), role="村责任人", name="欧阳某某某",
+                hazard=ts.hazard_name(longest_hazard), color=ts.color(Level.RED), grade="Ⅰ",
+                sent="(28日20时00分发送)")
         storm = ts.render_warning(**base, place=s.get("place", ""),
                                   items=[Item("rainstorm", Level.RED, t0, t0)])
     for name, text in rendered.items():

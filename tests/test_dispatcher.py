@@ -295,3 +295,30 @@ def test_through_real_kannel_with_delivery_reports(tmp_path, kannel):  # noqa: F
         assert receiver.counts["refused"] == 0 and receiver.counts["receipts"] >= len(ids)
     finally:
         receiver.stop()
+
+
+class MarkOnlyStore:
+    """A store without mark_many: the dispatcher falls back to one mark per message."""
+
+    def __init__(self, store):
+        self.store = store
+        self.marks = 0
+
+    def lease(self, *a, **k):
+        return self.store.lease(*a, **k)
+
+    def mark(self, *a, **k):
+        self.marks += 1
+        return self.store.mark(*a, **k)
+
+
+def test_store_without_mark_many_is_marked_row_by_row(tmp_path):
+    store = open_store(tmp_path)
+    commit(store, simple_rows(3))
+    wrapped = MarkOnlyStore(store)
+    d = Dispatcher(wrapped, Scripted(SendResult.ok("a"), SendResult.fail("bad"), SendResult.retry("busy")),
+                   DispatchPolicy(rate_per_s=0, concurrency=1), clock=Clock())
+    s = d.dispatch_once()
+    d.stop()
+    assert (s.sent, s.failed, s.retry, wrapped.marks) == (1, 1, 1, 3)
+    assert [r.status for r in store.outbox()] == ["sent", "failed", "failed"]
