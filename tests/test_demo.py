@@ -17,6 +17,7 @@ import xarray as xr
 from exactextract import exact_extract
 from exactextract.raster import NumPyRasterSource
 from pyproj import CRS
+from scipy import ndimage
 
 from riskmap.demo import (
     COUNTY_CODE,
@@ -32,19 +33,19 @@ from riskmap.errors import RiskmapIOError
 from riskmap.schema import FEATURE_LAYERS, LAYERS, RESERVOIR_SCALES, ROLES, SOIL_STATES
 
 EXPECTED_HASHES = {
-    "villages": "748e923e1d39ec76af3e4c473eb59c40b920cfe13ac083d4fddd59160e91602d",
-    "rivers": "7d9de2b4871d731cc19072b3272dd2c6bdcae5da1cb48d7414df8da621f2c176",
-    "reservoirs": "3a0aa3d2058cf4f9ea5fe9706e5e2837b54ce02eab08e8ceb0a6246c7e5602c7",
-    "reservoir_zones": "76fee6ae52718fe7cf72fd99bf089eeef0099c48a2e193ae5c00ea991341b24b",
-    "flood_points": "28ff4acbb1d5550142074dd2f76e5c5b35b9eb7419feeebcbdefcc7476ce614f",
-    "hazard_sites": "135536326016e7d8ccd5162e5cba2b182bbedf7e0c3559038956e57b6f3e8f98",
-    "mines": "c87203d3d558d743ec8b55ba12b7db9d5afae9a56c3ead36343b46335f811640",
-    "detention_areas": "6aca53b1bf98b2cf3307791290165babfaf2d399056f99321a952cd4fd85b31c",
-    "shelters": "74b0401d56c72cb63ad7b90be7a6933b9adc4c1d756ca441051fb30309ca9728",
-    "vulnerable_sites": "db11d5d97ce27a2c793ab49163b0839cbcaded1fcdd6e1d85f1197ed81135f17",
-    "contacts": "e51d5f56c238f9948fc885498289eaac2c95427a7956bd70b5d9470f74829fe1",
-    "critical_rainfall": "56c830726ba5bee90253554fecc4835761cdff443564f050bc721b1799ca35b8",
-    "forecast": "97c7b22de35e4bf48544bbb6b8b6694243848bd6039638d13c934f06e3e00224",
+    "villages": "9054e348436c31f3f9d0caf641026a263a0f377b8274ef77a07a4a8a0bf02ff6",
+    "rivers": "fa7a4e8725e311d4ebe8e4fe8d513fb64e163ab710ce92474c9aca71ae5a9254",
+    "reservoirs": "6c8d19a5e1876892385ee4487658458794e713b9951efa57ee0ab83acc4ea481",
+    "reservoir_zones": "445266c9ab03fb9969506c3723c259ad9cc234baa67679f4bc690bf7c82d7732",
+    "flood_points": "38856899ce172e06c9c02bfed734dbcbf53b252eba99d5e8b8dfa542f522f6dd",
+    "hazard_sites": "d7af651bf7649b079246da220b9bb2ec4ffbb6b7fe40bee42828c93c58a01340",
+    "mines": "c125e79f20b876cd64343377c5c55594a81b57cadc26dfb2a804be1e22035fb6",
+    "detention_areas": "4af2148b8aefe535fb8347b280894b22cc036d370d7fdeb8941b2ea8b5fd200b",
+    "shelters": "2d94d7b4fc30ba387f0a6aa40d967c207ff02e3b9d321dd2ed3b0ecfba378fd0",
+    "vulnerable_sites": "6ecd5b7de2c811af339a379a4dfaf5444252f681684a3a11eb5636b3b4978826",
+    "contacts": "14e0becbc8778073decd4708979fbea91abb5cc0d4545409f39ef32dd33bb1ce",
+    "critical_rainfall": "0a24067ce50d216e1d605033ed4072745588ca2f43b98d61ec62061640772bb8",
+    "forecast": "c457786a717c9fb8d8015f61e8c5518a0b08bdd4c27dfa9e830aacd4f953b997",
 }
 """Content hashes of build_demo(20240715); change only with riskmap.demo.writer.GENERATOR_VERSION."""
 
@@ -435,10 +436,100 @@ def test_features_follow_the_terrain(demo: DemoRegion) -> None:
     kind = hs["kind"].to_numpy()
     assert (slope[np.isin(kind, ["滑坡", "崩塌"])] >= 22.0).all()
     assert (slope[kind == "崩塌"] >= 33.0).all() and (slope[kind == "泥石流"] >= 15.0).all()
-    acc_km2 = at(demo.reservoirs, terrain.acc.reshape(terrain.dem.shape).astype(float)) * CELL_KM**2
+    # dams sit on the drawn (smoothed) river line, within a cell of the D8 channel cell they were placed on
+    acc_near = ndimage.maximum_filter(terrain.acc.reshape(terrain.dem.shape).astype(float), size=3)
+    acc_km2 = at(demo.reservoirs, acc_near) * CELL_KM**2
     assert (acc_km2 >= CHANNEL_KM2).all()
     big = demo.reservoirs["scale"].map(RESERVOIR_SCALES).to_numpy() <= 2
     assert acc_km2[big].min() > np.median(acc_km2[~big])
     cells = gpd.GeoDataFrame(geometry=demo.villages.representative_point(), crs=4490)
     elev = at(cells, terrain.dem)
     assert np.median(elev) < np.median(terrain.dem)  # villages crowd into the valleys
+
+
+# --- the river network ---
+
+
+def _km_lines(frame: gpd.GeoDataFrame) -> list[shapely.LineString]:
+    from riskmap.demo.terrain import lonlat_to_km
+
+    def fn(xy: np.ndarray) -> np.ndarray:
+        return np.column_stack(lonlat_to_km(xy[:, 0], xy[:, 1]))
+
+    return list(shapely.transform(frame.geometry.to_numpy(), fn))
+
+
+def test_rivers_have_no_parallel_duplicates_along_grid_rows(demo: DemoRegion) -> None:
+    lines = _km_lines(demo.rivers)
+    ends = shapely.union_all(
+        [shapely.Point(c) for line in lines for c in (line.coords[0], line.coords[-1])]
+    ).buffer(1.0)
+    side_by_side = 0.0  # km of river within 300 m of another river, away from confluences and sources
+    for i, a in enumerate(lines):
+        others = shapely.union_all([b for j, b in enumerate(lines) if j != i]).buffer(0.3)
+        side_by_side += a.difference(ends).intersection(others).length
+    assert side_by_side < 1.0, side_by_side  # the flat-valley artefact had ~200 km of it
+    longest = 0.0  # longest straight run along a grid row or column
+    for line in lines:
+        d = np.diff(np.asarray(line.coords), axis=0)
+        run = 0.0
+        for step, axial in zip(np.hypot(d[:, 0], d[:, 1]), (np.abs(d) < 1e-9).any(axis=1), strict=True):
+            run = run + step if axial else 0.0
+            longest = max(longest, run)
+    assert longest < 1.0, longest  # the artefact had straight rows up to 36 km long
+
+
+def test_rivers_form_a_dendritic_network(demo: DemoRegion) -> None:
+    lines = _km_lines(demo.rivers)
+    grade = demo.rivers["grade"].to_numpy()
+    county = shapely.union_all(_km_lines(demo.villages)).buffer(-0.2)
+    joined, inside, angles = 0, 0, []
+    for i, trib in enumerate(lines):
+        if grade[i] == 1:
+            continue
+        first, last = shapely.Point(trib.coords[0]), shapely.Point(trib.coords[-1])
+        if county.contains(first) and county.contains(last):
+            inside += 1
+        for end, back in ((last, trib.interpolate(trib.length - 0.5)), (first, trib.interpolate(0.5))):
+            into = [b for j, b in enumerate(lines) if grade[j] < grade[i] and b.distance(end) < 0.01]
+            if not into:
+                continue
+            joined += 1
+            main, s = into[0], into[0].project(end)
+            u = np.subtract(end.coords[0], back.coords[0])
+            v = np.subtract(main.interpolate(s + 0.25).coords[0], main.interpolate(s - 0.25).coords[0])
+            angles.append(np.degrees(np.arccos(abs(u @ v) / np.linalg.norm(u) / np.linalg.norm(v))))
+            break
+    assert joined >= inside > 20  # every tributary not cut by the county outline ends on its receiving river
+    assert np.percentile(angles, 10) >= 20.0 and np.median(angles) >= 35.0  # joining at angles, not merging
+    main = max((line for line, g in zip(lines, grade, strict=True) if g == 1), key=lambda line: line.length)
+    chord = shapely.Point(main.coords[0]).distance(shapely.Point(main.coords[-1]))
+    assert main.length > 40.0 and main.length / chord > 1.2  # 青江 meanders through the valley
+    town = shapely.union_all(_km_lines(demo.villages[demo.villages["code"].str[6:9] < "100"]))
+    assert main.intersects(town)
+
+
+def test_flow_routing_fills_pits_and_converges_on_flats() -> None:
+    from riskmap.demo.terrain import _accumulate, _route
+
+    dem = np.full((9, 9), 10.0)  # a flat basin (row 0 is south) ...
+    dem[[0, -1], :] = dem[:, [0, -1]] = 100.0  # ... walled in ...
+    dem[0, 4] = 0.0  # ... with one outlet in the south wall ...
+    dem[6, 6] = 5.0  # ... and a pit
+    tiebreak = np.random.default_rng(0).random(dem.shape)
+    filled, rec, order = _route(dem, tiebreak)
+    assert filled[6, 6] == 10.0 and filled[4, 4] == 10.0 and filled[0, 0] == 100.0
+    outlet = 4
+    assert rec[outlet] == -1 and (rec >= 0).sum() == dem.size - 1
+    position = np.empty(dem.size, dtype=int)
+    position[order] = np.arange(dem.size)
+    assert (position[rec[rec >= 0]] < position[rec >= 0]).all()  # receivers come first: no cycles
+    acc = _accumulate(rec, order)
+    assert acc[outlet] == dem.size  # everything drains through the one outlet
+    # across the flat, flow converges into one stem before the outlet instead of running down parallel
+    # grid columns (an epsilon-gradient fill gives at most 21 cells here: parallel columns of 5-6 cells)
+    assert acc.reshape(dem.shape)[2:-1, 1:-1].max() >= 40
+    plane = np.add.outer(np.zeros(5), np.arange(5.0) * 10.0)  # rises eastwards: every cell drains west
+    _, rec, _ = _route(plane, np.zeros_like(plane))
+    r, c = np.divmod(np.arange(plane.size), 5)
+    assert np.array_equal(rec[c > 0], r[c > 0] * 5 + c[c > 0] - 1)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import geopandas as gpd
 import numpy as np
 import shapely
+from scipy import ndimage
 from shapely.geometry import LineString, Point, Polygon
 
 from riskmap.demo.names import unique_names
@@ -33,6 +34,8 @@ SCALE_COUNT = {1: 1, 2: 1, 3: 4, 4: 10, 5: 22}
 STORAGE_RANGE = {1: (1.05e9, 1.6e9), 2: (1.2e8, 8e8), 3: (1.2e7, 8e7), 4: (1.2e6, 8e6), 5: (1.2e5, 8e5)}
 ZONE_KM = {1: (16.0, 1.2), 2: (12.0, 1.0), 3: (8.0, 0.7), 4: (5.0, 0.5), 5: (3.0, 0.35)}
 """Scale → (zone length along the flow path, half-width), km."""
+SMOOTH_CELLS = 1.5
+"""Gaussian smoothing of river paths along their length (σ in cells)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,13 +62,36 @@ def _chaikin(xy: np.ndarray, rounds: int = 2) -> np.ndarray:
     return xy
 
 
-def _rivers(rng: np.random.Generator, terrain: Terrain, county: Polygon) -> gpd.GeoDataFrame:
+def _smooth_path(xy: np.ndarray, sigma: float = SMOOTH_CELLS) -> np.ndarray:
+    """A D8 cell path as a smooth curve: Gaussian smoothing along the path (ends fixed), then Chaikin."""
+    if len(xy) >= 4:
+        ends = xy[[0, -1]].astype(float)
+        xy = ndimage.gaussian_filter1d(xy.astype(float), sigma, axis=0, mode="nearest")
+        xy[[0, -1]] = ends
+    return _chaikin(xy, 2)
+
+
+def river_lines(terrain: Terrain) -> list[LineString]:
+    """Smooth lines of the traced rivers (km), each tributary ending on its parent's line."""
+    lines: list[LineString] = []
+    for river in terrain.rivers:
+        x, y = terrain.cell_xy(river.cells)
+        xy = _smooth_path(np.column_stack([x, y]))
+        if river.parent >= 0:
+            parent = lines[river.parent]
+            mouth = parent.interpolate(parent.project(Point(xy[-1])))
+            xy[-1] = (mouth.x, mouth.y)
+        lines.append(LineString(xy))
+    return lines
+
+
+def _rivers(
+    rng: np.random.Generator, terrain: Terrain, lines: list[LineString], county: Polygon
+) -> gpd.GeoDataFrame:
     names = unique_names(rng, len(terrain.rivers), "")
     suffix = {1: "江", 2: "河", 3: "溪"}
     rows = []
-    for k, river in enumerate(terrain.rivers):
-        x, y = terrain.cell_xy(river.cells)
-        line = LineString(_chaikin(np.column_stack([x, y])))
+    for k, (river, line) in enumerate(zip(terrain.rivers, lines, strict=True)):
         parts = [
             p
             for p in shapely.get_parts(shapely.intersection(line, county))
@@ -82,11 +108,11 @@ def _rivers(rng: np.random.Generator, terrain: Terrain, county: Polygon) -> gpd.
 
 def _pick_sites(
     rng: np.random.Generator, terrain: Terrain, county: Polygon, town: tuple[float, float]
-) -> list[tuple[int, int]]:
-    """(scale, cell) for every reservoir."""
+) -> list[tuple[int, int, int]]:
+    """(scale, cell, river index) for every reservoir."""
     inner = county.buffer(-1.5)
     taken: list[tuple[float, float]] = [town]
-    sites: list[tuple[int, int]] = []
+    sites: list[tuple[int, int, int]] = []
     used_rivers: set[int] = set()
     main = terrain.rivers[0].cells
     mx, my = terrain.cell_xy(main)
@@ -101,7 +127,7 @@ def _pick_sites(
     def add(scale: int, cell: int, river: int) -> None:
         x, y = terrain.cell_xy(np.array([cell]))
         taken.append((float(x[0]), float(y[0])))
-        sites.append((scale, int(cell)))
+        sites.append((scale, int(cell), river))
         used_rivers.add(river)
 
     up = [int(c) for c in main[:town_i] if ok(int(c), 8.0)]
@@ -144,16 +170,18 @@ def _detention(
 def make_hydro(rng: np.random.Generator, terrain: Terrain, villages: Villages) -> Hydro:
     """Generate rivers, reservoirs with zones, and the detention area."""
     county = villages.county
-    rivers = _rivers(rng, terrain, county)
+    lines = river_lines(terrain)
+    rivers = _rivers(rng, terrain, lines, county)
     sites = _pick_sites(rng, terrain, county, villages.town_xy)
     names = unique_names(rng, len(sites), "水库")
     res_rows, zone_rows = [], []
-    for i, (scale, cell) in enumerate(sites):
+    for i, (scale, cell, k) in enumerate(sites):
         rid = f"res-{i + 1:03d}"
         lo, hi = STORAGE_RANGE[scale]
         storage = float(round(np.exp(rng.uniform(np.log(lo), np.log(hi))), -4))
         unsafe = scale >= 3 and rng.random() < 0.25
         x, y = terrain.cell_xy(np.array([cell]))
+        dam = lines[k].interpolate(lines[k].project(Point(x[0], y[0])))  # on the drawn river
         res_rows.append(
             {
                 "id": rid,
@@ -161,13 +189,15 @@ def make_hydro(rng: np.random.Generator, terrain: Terrain, villages: Villages) -
                 "scale": SCALE_NAMES[scale],
                 "storage_m3": storage,
                 "status": "病险" if unsafe else "正常",
-                "geometry": Point(x[0], y[0]),
+                "geometry": dam,
             }
         )
         length, half = ZONE_KM[scale]
         path = terrain.downstream(cell, length)
         px, py = terrain.cell_xy(path)
-        zone = LineString(_chaikin(np.column_stack([px, py]))).buffer(half)
+        flow = _smooth_path(np.column_stack([px, py]))
+        flow[0] = (dam.x, dam.y)
+        zone = LineString(flow).buffer(half)
         zone_rows.append(
             {"id": f"rz-{i + 1:03d}", "reservoir_id": rid, "geometry": shapely.simplify(zone, 0.02)}
         )

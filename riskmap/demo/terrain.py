@@ -8,10 +8,12 @@ affine map.  Everything here is pure NumPy/SciPy driven by one
 
 The surface is a valley falling eastwards, a mountain range in the north, a
 lower range in the south-west and smooth random relief.  Depressions are
-filled (priority flood with a small epsilon), water follows the steepest
-descent (D8), and cells draining more than :data:`CHANNEL_KM2` become
-channels, traced upstream from their outlets into a main river (grade 1),
-tributaries (grade 2) and sub-tributaries (grade 3).
+filled exactly (priority flood), water follows the steepest descent (D8) and,
+across flats, the order in which a noise-driven flood reached each cell (see
+:func:`_route`: no parallel channels along grid rows on the flat valley floor).
+Cells draining more than :data:`CHANNEL_KM2` become channels, traced upstream
+from their outlets into a main river (grade 1), tributaries (grade 2) and
+sub-tributaries (grade 3).
 
 Examples
 --------
@@ -138,47 +140,72 @@ def _surface(rng: np.random.Generator, x: np.ndarray, y: np.ndarray) -> np.ndarr
     return np.asarray(np.maximum(z, 40.0))
 
 
-def _fill(dem: np.ndarray) -> np.ndarray:
-    """Priority-flood depression filling with a small epsilon (Barnes et al. 2014)."""
+def _route(dem: np.ndarray, tiebreak: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Priority-flood fill and D8 receivers without flat artefacts; returns (filled, receiver, order).
+
+    Depressions are filled exactly to their spill level (Barnes et al. 2014, no epsilon).
+    A cell with a strictly lower neighbour on the filled surface drains to the steepest one (D8);
+    a cell on a flat (every filled lake) drains to the neighbour that flooded it.  Inside a flat the
+    flood advances in the order of ``tiebreak`` (:func:`make_terrain` passes the unfilled ground, so
+    water crossing a lake follows the lowest line of its bed): flow paths across a flat meander and
+    converge into one channel instead of running down grid rows side by side, as they do on an
+    epsilon-filled flat.  ``order`` lists the cells downstream first (every receiver precedes its donors).
+
+    Examples
+    --------
+    >>> dem = np.full((5, 5), 9.0)  # row 0 is the southern row
+    >>> dem[1:4, 1:4] = 5.0
+    >>> dem[2, 2], dem[0, 1] = 2.0, 1.0  # a pit, and an outlet in the southern rim
+    >>> filled, rec, order = _route(dem, dem)
+    >>> float(filled[2, 2])  # the pit is filled to its spill level
+    5.0
+    >>> int(_accumulate(rec, order)[1])  # all 25 cells drain through the outlet
+    25
+
+    """
     ny, nx = dem.shape
-    filled = dem.astype(float).copy()
-    closed = np.zeros(dem.shape, dtype=bool)
-    heap: list[tuple[float, int, int]] = []
-    for r in range(ny):
-        for c in range(nx):
-            if r in (0, ny - 1) or c in (0, nx - 1):
-                closed[r, c] = True
-                heap.append((filled[r, c], r, c))
+    flat_dem, flat_tb = dem.ravel().astype(float), tiebreak.ravel().astype(float)
+    filled = flat_dem.copy()
+    parent = np.full(ny * nx, -1, dtype=np.int64)
+    closed = np.zeros(ny * nx, dtype=bool)
+    border = np.zeros((ny, nx), dtype=bool)
+    border[[0, -1], :] = border[:, [0, -1]] = True
+    seeds = np.flatnonzero(border.ravel())
+    closed[seeds] = True
+    heap = [(flat_dem[i], flat_tb[i], int(i)) for i in seeds.tolist()]
     heapq.heapify(heap)
+    order: list[int] = []
+    neighbours = [(int(dr), int(dc)) for dr, dc in _OFFSETS]
     while heap:
-        e, r, c = heapq.heappop(heap)
-        for dr, dc in _OFFSETS:
+        e, _, i = heapq.heappop(heap)
+        order.append(i)
+        r, c = divmod(i, nx)
+        for dr, dc in neighbours:
             rr, cc = r + dr, c + dc
-            if 0 <= rr < ny and 0 <= cc < nx and not closed[rr, cc]:
-                closed[rr, cc] = True
-                if filled[rr, cc] <= e:
-                    filled[rr, cc] = e + 1e-3
-                heapq.heappush(heap, (filled[rr, cc], rr, cc))
-    return filled
-
-
-def _receivers(filled: np.ndarray) -> np.ndarray:
-    ny, nx = filled.shape
-    pad = np.pad(filled, 1, mode="constant", constant_values=np.inf)
+            if 0 <= rr < ny and 0 <= cc < nx:
+                j = rr * nx + cc
+                if not closed[j]:
+                    closed[j] = True
+                    parent[j] = i
+                    if filled[j] < e:
+                        filled[j] = e
+                    heapq.heappush(heap, (filled[j], flat_tb[j], j))
+    grid = filled.reshape(ny, nx)
+    pad = np.pad(grid, 1, mode="constant", constant_values=np.inf)
     drops = np.empty((8, ny, nx))
     for k, (dr, dc) in enumerate(_OFFSETS):
-        drops[k] = (filled - pad[1 + dr : 1 + dr + ny, 1 + dc : 1 + dc + nx]) / _DIST[k]
+        drops[k] = (grid - pad[1 + dr : 1 + dr + ny, 1 + dc : 1 + dc + nx]) / _DIST[k]
     best = np.argmax(drops, axis=0)
     rr = np.arange(ny)[:, None] + _OFFSETS[best, 0]
     cc = np.arange(nx)[None, :] + _OFFSETS[best, 1]
-    rec = np.where(np.max(drops, axis=0) > 0, rr * nx + cc, -1)
-    return rec.ravel()
+    rec = np.where(np.max(drops, axis=0) > 0, rr * nx + cc, -1).ravel()
+    rec = np.where(rec >= 0, rec, parent)
+    return grid, rec, np.array(order, dtype=np.int64)
 
 
-def _accumulate(filled: np.ndarray, rec: np.ndarray) -> np.ndarray:
-    order = np.argsort(-filled.ravel(), kind="stable")
+def _accumulate(rec: np.ndarray, order: np.ndarray) -> np.ndarray:
     acc = np.ones(rec.size, dtype=np.int64)
-    for i in order.tolist():
+    for i in order[::-1].tolist():
         r = rec[i]
         if r >= 0:
             acc[r] += acc[i]
@@ -225,9 +252,8 @@ def make_terrain(rng: np.random.Generator) -> Terrain:
     yc = (np.arange(ny) + 0.5) * CELL_KM
     x, y = np.meshgrid(xc, yc)
     dem = _surface(rng, x, y)
-    filled = _fill(dem)
-    rec = _receivers(filled)
-    acc = _accumulate(filled, rec)
+    _, rec, order = _route(dem, dem)
+    acc = _accumulate(rec, order)
     gy, gx = np.gradient(dem, CELL_KM * 1000.0)
     slope = np.degrees(np.arctan(np.hypot(gx, gy)))
     return Terrain(nx, ny, xc, yc, dem, slope, rec, acc, _trace(rec, acc, nx))

@@ -43,7 +43,7 @@ import xarray as xr
 from riskmap.demo import DEFAULT_SEED, DemoRegion, build_demo
 from riskmap.errors import RiskmapIOError
 
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 """Bumped whenever the generator's output changes on purpose."""
 REGION_FILE = "region.gpkg"
 FORECAST_FILE = "forecast.nc"
