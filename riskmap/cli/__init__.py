@@ -7,6 +7,7 @@ unavailable, 4 refused, 1 internal); ``--debug`` shows the traceback.
 from __future__ import annotations
 
 import sys
+import warnings
 from typing import Any
 
 import click
@@ -17,10 +18,18 @@ from riskmap.errors import RiskmapError
 __all__ = ["cli", "main"]
 
 
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    """Data warnings print as one line naming their kind (the code location only with --debug)."""
+    click.echo(f"riskmap: warning: {category.__name__}: {message}", err=True)
+
+
 def main(argv: list[str] | None = None) -> Any:
     """Entry point of the ``riskmap`` console script."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    if not debug:
+        warnings.showwarning = _show_warning
     try:
         return cli.main(args=args, prog_name="riskmap", standalone_mode=False)
     except click.exceptions.Exit as exc:

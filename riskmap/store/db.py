@@ -13,24 +13,30 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlch
 from riskmap.errors import ServiceUnavailable, StoreError, StoreLocked
 
 
+def _first_line(exc: object) -> str:
+    """A driver's message on one line (psycopg2 adds hints on further lines)."""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
 @contextlib.contextmanager
 def guard(where: str) -> Iterator[None]:
     """Translate database errors: connection -> ServiceUnavailable, locked -> StoreLocked."""
     try:
         yield
     except OperationalError as exc:
-        msg = str(exc.orig)
+        msg = _first_line(exc.orig)
         if "locked" in msg.lower():
             raise StoreLocked(f"store {where}: the database is locked by another process ({msg})") from None
-        raise ServiceUnavailable(f"store {where}: database unavailable: {msg.strip()}") from None
+        raise ServiceUnavailable(f"store {where}: database unavailable: {msg}") from None
     except IntegrityError as exc:
-        raise StoreError(f"store {where}: integrity error: {str(exc.orig).strip()}") from None
+        raise StoreError(f"store {where}: integrity error: {_first_line(exc.orig)}") from None
     except DBAPIError as exc:
         if exc.connection_invalidated:
-            raise ServiceUnavailable(f"store {where}: connection lost: {exc.orig}") from None
-        raise StoreError(f"store {where}: {str(exc.orig).strip()}") from None
+            raise ServiceUnavailable(f"store {where}: connection lost: {_first_line(exc.orig)}") from None
+        raise StoreError(f"store {where}: {_first_line(exc.orig)}") from None
     except SQLAlchemyError as exc:
-        raise StoreError(f"store {where}: {exc}") from None
+        raise StoreError(f"store {where}: {_first_line(exc)}") from None
 
 
 def insert_ignore(conn: Connection, table: Any, rows: list[dict[str, Any]], unique: str) -> int:
