@@ -93,7 +93,10 @@ def scenario(d: Path, kannel: KannelHarness, inputs: dict[str, Path], fault: str
             db, "SELECT id FROM outbox WHERE status NOT IN ('sent', 'delivered')"), 30, "all sent", p, log)
         rows = query(db, "SELECT id, phone, text FROM outbox")
         wait_for(lambda: len(kannel.messages()) - before >= len(rows), 20, "all at the fake SMSC", p, log)
-        if fault is None:  # riskmap status while serve runs
+        if fault is None:  # delivery reports come back through serve's receiver; riskmap status meanwhile
+            # (counted by receipt: a report may arrive before the dispatcher records the acceptance)
+            delivered = "SELECT count(DISTINCT outbox_id) FROM receipts WHERE status = 'delivered'"
+            wait_for(lambda: query(db, delivered)[0][0] == len(rows), 20, "every delivery report", p, log)
             seen["status"] = subprocess.run([*RISKMAP, "status", "--config", "riskmap.toml", "--json"], cwd=d,
                                             capture_output=True, text=True, timeout=60, env=env(kannel))
             seen["status_text"] = subprocess.run([*RISKMAP, "status", "--config", "riskmap.toml"], cwd=d,
@@ -123,6 +126,7 @@ def test_uninterrupted_run_sends_every_sms_once_and_status_shows_it(baseline) ->
     assert data["held_by"] and "riskmap serve on" in data["held_by"]
     assert data["warnings_per_level"]["4"] > 0
     assert data["outbox"]["sent"] == len(baseline["rows"]) and data["outbox"]["backlog"] == 0
+    assert data["outbox"]["delivered"] == len(baseline["rows"]) and data["rates"]["receipt"] == 1.0
     assert data["last_runs"]["qx_20260715.nc"]["status"] == "done"
     assert data["service"]["state"] == "running"
     assert {j["id"] for j in data["service"]["jobs"]} >= {"inbox-scan", "dispatch-sweep", "housekeeping"}
@@ -137,14 +141,15 @@ def test_kill_at_fault_point_loses_and_repeats_nothing(fault, baseline, kannel_m
     seen = got["seen"]
     # the store at the instant of the kill
     name = inputs["forecast"].name
-    assert name in seen["inbox"], "a file leaves the inbox only after its cycle"
+    if fault != "after-gateway-accept":  # (the dispatcher may send after the file moved to done/)
+        assert name in seen["inbox"], "a file leaves the inbox only after its cycle"
     if fault in ("after-ingest", "after-levels"):
         assert seen["runs"] == [] and seen["events"] == 0
     elif fault == "before-commit":
         assert seen["runs"] == [("started", 1)] and seen["events"] == 0 and seen["outbox"] == []
-    elif fault == "after-commit":
+    elif fault == "after-commit":  # (the dispatcher, woken every 0.3 s, may just have leased a row)
         assert seen["runs"] == [("done", 1)] and seen["events"] == len(baseline["events"])
-        assert {s for (s,) in seen["outbox"]} == {"queued"}
+        assert {s for (s,) in seen["outbox"]} <= {"queued", "leased"}
     else:
         assert seen["runs"] == [("done", 1)] and ("leased",) in seen["outbox"]
     # after the restart: the same decisions as the run never killed, none twice
@@ -156,16 +161,16 @@ def test_kill_at_fault_point_loses_and_repeats_nothing(fault, baseline, kannel_m
     assert expected == Counter((_digits(ph), text) for _id, ph, text in baseline["rows"])
     arrived = Counter(got["arrived"])
     assert set(arrived) == set(expected), "every SMS arrived, nothing else"
-    duplicates = sum(n - 1 for n in arrived.values())
+    # the documented window: only messages the gateway had accepted without the mark being committed (leased
+    # at the kill) may be sent again, once; at after-gateway-accept that happens for certain
+    repeated = {k for k, n in arrived.items() if n > 1}
+    assert repeated <= seen["leased"], (repeated, seen["leased"])
+    assert max(arrived.values()) <= 2
     if fault == "after-gateway-accept":
-        # the documented window: messages the gateway accepted whose mark was not committed (leased at the
-        # kill) are sent again — once; nothing else repeats
-        repeated = {k for k, n in arrived.items() if n > 1}
-        assert repeated and repeated <= seen["leased"], (repeated, seen["leased"])
-        assert max(arrived.values()) == 2
+        assert repeated, "the message in flight at the kill is sent again"
         assert "leased by a process that died" in got["log"]
     else:
-        assert duplicates == 0, arrived
+        assert not seen["leased"] or fault == "after-commit", seen["leased"]
 
 
 def test_kannel_binaries_present_in_ci() -> None:
