@@ -173,10 +173,12 @@ def test_housekeeping_archives_old_finished_rows(tmp_path: Path) -> None:
 def test_scheduler_jobs_never_drop_a_late_run() -> None:
     svc = SimpleNamespace(sc=ServiceConfig(poll_s=2, expiry_check_min=5), settings=Settings(),
                           scan_inbox=lambda: None, check_expiry=lambda: None, housekeeping=lambda: None,
+                          check_escalation=lambda: None,
                           write_heartbeat=lambda: None, dispatcher=SimpleNamespace(wake=lambda: None))
     sched = build_scheduler(svc)
     ids = [j["id"] for j in next_runs(sched)]
-    assert set(ids) == {"inbox-scan", "dispatch-sweep", "expiry-check", "housekeeping", "heartbeat"}
+    assert set(ids) == {"inbox-scan", "dispatch-sweep", "expiry-check", "escalation-check", "housekeeping",
+                        "heartbeat"}
     assert ids[0] == "inbox-scan"  # runs at once on start
     assert JOB_DEFAULTS["misfire_grace_time"] >= 3600 and JOB_DEFAULTS["coalesce"]
     assert JOB_DEFAULTS["max_instances"] == 1
@@ -295,6 +297,41 @@ def test_url_source_gets_a_fetch_job_and_a_default_pattern(tmp_path: Path) -> No
     assert sc.sources[0].pattern == "qx_*" and sc.source_for("qx_20260715T000000Z.nc").name == "qx"
     svc = SimpleNamespace(sc=sc, settings=Settings(), scan_inbox=lambda: None, check_expiry=lambda: None,
                           housekeeping=lambda: None, write_heartbeat=lambda: None, fetch=lambda src: None,
+                          check_escalation=lambda: None,
                           dispatcher=SimpleNamespace(wake=lambda: None))
     job = build_scheduler(svc).get_job("fetch-qx")
     assert job is not None and job.trigger.interval == timedelta(minutes=15) and job.args[0].name == "qx"
+
+
+def test_escalation_check_sends_unacknowledged_red_to_the_township_once(tmp_path: Path) -> None:
+    from riskmap.cycle import CycleRequest, run_cycle
+    from riskmap.rules import packaged_rules_dir
+    from riskmap.service.runner import Service
+
+    region = make_region(tmp_path / "region.gpkg")
+    fc = write_forecast(tmp_path / "f1.nc")
+    settings = replace(Settings(), paths=PathSettings(cache_dir=str(tmp_path / "cache")))
+    out = tmp_path / "out"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        rep = run_cycle(CycleRequest(region=region, forecast=(fc,), out_dir=out, settings=settings,
+                                     write_map=False))  # the file gateway sends them at once
+    svc = Service(settings, ServiceConfig(region=region, inbox=tmp_path / "inbox", out=out))
+    svc.store, svc.rules_dir = Store.open(rep.db_url), packaged_rules_dir()
+    woken: list[int] = []
+    svc.dispatcher = SimpleNamespace(wake=lambda: woken.append(1))
+    heads = [r for r in svc.store.outbox() if "village_head" in r.role.split(",") and r.level >= 3]
+    assert heads, "the red warning went to a village head"
+    sent_at = svc.store.run(rep.run_id).finished_at  # when the messages were queued
+    svc.check_escalation(sent_at + timedelta(minutes=29))  # not yet due (nothing loaded)
+    assert not [r for r in svc.store.outbox() if r.role == "escalation"] and not woken
+    assert svc._renderer is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        svc.check_escalation(sent_at + timedelta(minutes=31))
+        svc.check_escalation(sent_at + timedelta(minutes=32))  # again: nothing new
+    esc = [r for r in svc.store.outbox() if r.role == "escalation"]
+    assert len(esc) == len(heads) and woken == [1]
+    assert {r.status for r in esc} == {"queued"} and all(r.phone == "13800000001" for r in esc)  # 李镇
+    assert all("未确认" in r.text and "请立即电话叫应" in r.text for r in esc)
+    svc.store.close()

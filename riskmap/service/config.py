@@ -15,6 +15,7 @@ exit 2 when there is any).
     poll_s = 5.0                      # inbox scan interval
     settle_s = 2.0                    # a file must keep its size this long before it is read
     expiry_check_min = 5.0            # expire warnings whose validity ended (0: off)
+    escalation_check_min = 1.0        # unacknowledged orange/red → the duty officer (0: off)
     housekeeping_at = "03:00"         # daily, local time
     keep_days = 30                    # delete outputs, done/ and quarantine/ files older than this
     archive_days = 90                 # archive sent outbox rows older than this
@@ -48,8 +49,9 @@ Examples
 PosixPath('/srv/r.gpkg')
 >>> for line in problems:
 ...     print(line)
-unknown key 'service.colour' (known: archive_days, db, dispatch, expiry_check_min, housekeeping_at, inbox, \
-keep_days, log_json, max_file_attempts, out, poll_s, receiver, region, rules, settle_s, sources, write_map)
+unknown key 'service.colour' (known: archive_days, db, dispatch, escalation_check_min, expiry_check_min, \
+housekeeping_at, inbox, keep_days, log_json, max_file_attempts, out, poll_s, receiver, region, rules, \
+settle_s, sources, write_map)
 'service.poll_s' must be > 0, got 0
 >>> [s.name for s in service_from_dict({"region": "r"})[0].sources]
 ['forecast']
@@ -121,6 +123,8 @@ class ServiceConfig:
     poll_s: float = 5.0
     settle_s: float = 2.0
     expiry_check_min: float = 5.0
+    escalation_check_min: float = 1.0
+    """How often unacknowledged orange/red messages are looked for (0: off)."""
     housekeeping_at: str = "03:00"
     keep_days: float = 30.0
     archive_days: float = 90.0
@@ -141,7 +145,8 @@ class ServiceConfig:
         return next((s for s in self.sources if fnmatch.fnmatch(filename, s.pattern)), None)
 
 
-_SCALARS = {"poll_s": float, "settle_s": float, "expiry_check_min": float, "keep_days": float,
+_SCALARS = {"poll_s": float, "settle_s": float, "expiry_check_min": float, "escalation_check_min": float,
+            "keep_days": float,
             "archive_days": float, "log_json": bool, "write_map": bool, "max_file_attempts": int,
             "housekeeping_at": str, "db": str}
 _PATHS = ("region", "inbox", "out", "rules")
@@ -246,7 +251,7 @@ def service_from_dict(data: Mapping[str, Any], base: Path = Path("."),
     for key in ("poll_s", "settle_s"):
         if getattr(sc, key) <= 0 and key in values:
             problems.append(f"'service.{key}' must be > 0, got {values[key]:g}")
-    for key in ("expiry_check_min", "keep_days", "archive_days"):
+    for key in ("expiry_check_min", "escalation_check_min", "keep_days", "archive_days"):
         if getattr(sc, key) < 0:
             problems.append(f"'service.{key}' must be >= 0 (0 = off), got {getattr(sc, key):g}")
     hh, _, mm = sc.housekeeping_at.partition(":")

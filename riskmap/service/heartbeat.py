@@ -53,3 +53,29 @@ def read_heartbeat(path: Path) -> dict[str, Any] | None:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+
+
+def snapshot(svc: Any) -> dict[str, Any]:
+    """What a running :class:`~riskmap.service.runner.Service` writes into its heartbeat."""
+    import socket
+    from datetime import UTC, datetime
+
+    from riskmap.service.scheduler import next_runs
+
+    rc = svc.receiver
+    data: dict[str, Any] = {
+        "state": svc.state, "pid": os.getpid(), "host": socket.gethostname(),
+        "holder": getattr(svc.hold, "holder", ""), "started_at": svc.started_at.isoformat(),
+        "updated_at": datetime.now(UTC).isoformat(), "store": getattr(svc.store, "url", svc.db_url),
+        "inbox": {"folder": str(svc.sc.inbox), "pending": svc.inbox.pending(),
+                  "quarantined": sum(1 for p in svc.inbox.quarantined.iterdir()
+                                     if not p.name.endswith(".reason.txt"))},
+        "sources": svc.sources,
+        "last_forecast": svc.last_forecast[0].name if svc.last_forecast else None,
+        "observed": svc.observed.name if svc.observed else None,
+        "jobs": next_runs(svc.scheduler) if svc.scheduler is not None else [],
+        "dispatcher": {k: v for k, v in vars(svc.dispatcher.totals).items() if k != "errors"}
+        if svc.dispatcher else {},
+        "receiver": {"host": rc.host, "port": rc.port, **rc.counts} if rc else None,
+    }
+    return data

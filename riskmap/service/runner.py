@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import threading
 from dataclasses import fields
 from datetime import UTC, datetime
@@ -71,6 +70,7 @@ class Service:
         self.scheduler: Any = None
         self.state = "starting"
         self._renderer: Any = None
+        self._routing: Any = None
 
     # -- start-up ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -243,16 +243,14 @@ class Service:
 
     def check_expiry(self, now: datetime | None = None) -> None:
         """The expiry job: warnings whose validity ended are expired (and announced) on time."""
-        from riskmap.service.expiry import due_warnings, expire_due_warnings, make_renderer
+        from riskmap.service.expiry import due_warnings, expire_due_warnings
 
         now = now or _now().replace(second=0, microsecond=0)
         if self.stopping.is_set() or not due_warnings(self.store, now):
             return
         with self.cycle_lock, run_context(job="expiry"):
             try:
-                if self._renderer is None:
-                    self._renderer = make_renderer(self.settings, self.sc.region or Path("."), self.rules_dir)
-                applied = expire_due_warnings(self.store, self._renderer, now, self.sc.out, self.settings)
+                applied = expire_due_warnings(self.store, self.renderer(), now, self.sc.out, self.settings)
             except Exception as exc:  # noqa: BLE001 - the service keeps running; the next check retries
                 log.error("expiry check at %s failed: %s: %s", now.isoformat(), type(exc).__name__, exc)
                 return
@@ -272,6 +270,34 @@ class Service:
                 fetch_source(src.name, src.url, self.inbox.folder, src.token_env)
             except RiskmapError as exc:
                 log.error("%s", exc)
+
+    def renderer(self) -> Any:
+        """The service's message renderer (region, routing, templates, rules), built on first use."""
+        from riskmap.service.expiry import make_renderer
+
+        if self._renderer is None:
+            self._renderer = make_renderer(self.settings, self.sc.region or Path("."), self.rules_dir)
+        return self._renderer
+
+    def check_escalation(self, now: datetime | None = None) -> None:
+        """The escalation job: unacknowledged orange/red messages go to the next person up."""
+        from riskmap.service.escalate import escalate_due, load_routing_of
+
+        if self.stopping.is_set():
+            return
+        now = now or _now()
+        with run_context(job="escalation"):
+            try:
+                if self._routing is None:
+                    self._routing = load_routing_of(self.rules_dir)
+                n = escalate_due(self.store, self._routing, self.renderer, now,
+                                 signature=self.settings.office.signature)
+            except Exception as exc:  # noqa: BLE001 - the service keeps running; the next check retries
+                log.error("escalation check failed: %s: %s", type(exc).__name__, exc)
+                return
+        if n:
+            log.info("escalation: %d message(s) queued to the next person up", n)
+            self.dispatcher.wake()
 
     def housekeeping(self) -> None:
         """The daily job: old files out, old outbox rows to the archive."""
@@ -298,26 +324,10 @@ class Service:
     # -- observability and stop -------------------------------------------------------------------
     def write_heartbeat(self) -> None:
         """Write the heartbeat ``riskmap status`` reads."""
-        from riskmap.service.scheduler import next_runs
+        from riskmap.service.heartbeat import snapshot
 
         try:
-            data = {
-                "state": self.state, "pid": os.getpid(), "host": socket.gethostname(),
-                "holder": getattr(self.hold, "holder", ""), "started_at": self.started_at.isoformat(),
-                "updated_at": _now().isoformat(), "store": getattr(self.store, "url", self.db_url),
-                "inbox": {"folder": str(self.sc.inbox), "pending": self.inbox.pending(),
-                          "quarantined": sum(1 for p in self.inbox.quarantined.iterdir()
-                                             if not p.name.endswith(".reason.txt"))},
-                "sources": self.sources,
-                "last_forecast": self.last_forecast[0].name if self.last_forecast else None,
-                "observed": self.observed.name if self.observed else None,
-                "jobs": next_runs(self.scheduler) if self.scheduler is not None else [],
-                "dispatcher": vars(self.dispatcher.totals).copy() if self.dispatcher else {},
-                "receiver": ({"host": self.receiver.host, "port": self.receiver.port, **self.receiver.counts}
-                             if self.receiver else None),
-            }
-            data["dispatcher"].pop("errors", None)
-            write_heartbeat(self.hb_path, data)
+            write_heartbeat(self.hb_path, snapshot(self))
         except OSError as exc:
             log.warning("heartbeat %s: %s", self.hb_path, exc)
 

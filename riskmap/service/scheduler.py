@@ -12,12 +12,12 @@ in memory: what is done is in the store and the inbox, so a job lost with the pr
 ``expiry-check``   every ``expiry_check_min`` (0: off): warnings whose validity ended are
                    expired and announced (:mod:`riskmap.service.expiry`)
 ``housekeeping``   daily at ``housekeeping_at`` (office time zone): old files, outbox archive
+``escalation-check`` every ``escalation_check_min`` (0: off): orange/red messages to a village head
+                   not acknowledged within ``routing.escalation.after_min`` go to the duty officer
 ``heartbeat``      every 5 s: the JSON file ``riskmap status`` reads
 ``fetch-<source>`` every ``fetch_min`` for a source with a ``url`` (:mod:`riskmap.service.fetch`)
 =================  =====================================================================
 
-There is no escalation job yet: escalation of unacknowledged orange/red messages (#6) has no
-implementation to call.
 
 Examples
 --------
@@ -52,6 +52,9 @@ def build_scheduler(svc: Any) -> BackgroundScheduler:
     if sc.expiry_check_min > 0:
         sched.add_job(svc.check_expiry, "interval", minutes=sc.expiry_check_min, id="expiry-check",
                       name="expiry and lift on time")
+    if sc.escalation_check_min > 0:
+        sched.add_job(svc.check_escalation, "interval", minutes=sc.escalation_check_min,
+                      id="escalation-check", name="escalation of unacknowledged orange/red messages")
     for src in sc.sources:
         if src.url:
             sched.add_job(svc.fetch, "interval", args=[src], minutes=src.fetch_min, id=f"fetch-{src.name}",
