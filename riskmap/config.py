@@ -217,11 +217,17 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"{src}: 'lifecycle.hold_h' must not be negative")
 
 
+SERVICE_SECTIONS = ("service",)
+"""Sections of ``riskmap.toml`` validated elsewhere (``riskmap serve``'s own section); skipped here."""
+
+
 def settings_from_dict(data: dict[str, Any], source: str = "<dict>") -> Settings:
     """Build validated :class:`Settings` from a parsed TOML mapping."""
     hints = typing.get_type_hints(Settings)
     sections: dict[str, Any] = {}
     for name, value in data.items():
+        if name in SERVICE_SECTIONS:
+            continue
         if name == "source" or name not in hints:
             known = ", ".join(f.name for f in dataclasses.fields(Settings) if f.name != "source")
             raise ConfigError(f"{source}: unknown section [{name}] (known: {known})")
