@@ -100,7 +100,7 @@ def _pack(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> list[bytes | m
     parts: list[bytes | memoryview] = [MAGIC, np.uint64(len(head)).tobytes(), head,
                                        b"\0" * (start - 16 - len(head))]
     for arr in arrays.values():
-        parts.append(memoryview(np.ascontiguousarray(arr)).cast("B"))
+        parts.append(np.ascontiguousarray(arr).tobytes())
         parts.append(b"\0" * (-(-arr.nbytes // ALIGN) * ALIGN - arr.nbytes))
     return parts
 
