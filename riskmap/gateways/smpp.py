@@ -75,6 +75,7 @@ class SmppGateway:
         self._send_lock = threading.Lock()
         self._cond = threading.Condition()
         self._answers: dict[int, tuple[int, str]] = {}
+        self._early: dict[str, list[tuple[str, str]]] = {}
         self.outbox_of: dict[str, str] = {}
         """SMSC message id → our outbox id (for receipts)."""
         self._closing = False
@@ -128,7 +129,12 @@ class SmppGateway:
         if int(getattr(pdu, "esm_class", 0) or 0) & 0x04:
             got = parse_receipt(text)
             if got and self.on_receipt:
-                self.on_receipt(self.outbox_of.get(got[0], ""), got[1], text)
+                with self._cond:
+                    oid = self.outbox_of.get(got[0])
+                    if oid is None:  # the receipt beat our own bookkeeping of the submit_sm_resp
+                        self._early.setdefault(got[0], []).append((got[1], text))
+                        return 0
+                self.on_receipt(oid, got[1], text)
         elif self.on_reply:
             src = pdu.source_addr.decode() if isinstance(pdu.source_addr, bytes) else str(pdu.source_addr)
             self.on_reply(src, text)
@@ -171,7 +177,12 @@ class SmppGateway:
                 desc = smpplib.consts.DESCRIPTIONS.get(status, "unknown status")
                 detail = f"submit_sm for {who} refused: 0x{status:08X} {desc}"
                 return SendResult.retry(detail) if status in TRANSIENT_STATUS else SendResult.fail(detail)
-            self.outbox_of[mid] = str(msg.outbox_id)
+            with self._cond:
+                self.outbox_of[mid] = str(msg.outbox_id)
+                early = self._early.pop(mid, [])
+            for stat, text in early:
+                if self.on_receipt:
+                    self.on_receipt(str(msg.outbox_id), stat, text)
         return SendResult.ok(mid or None, f"accepted ({len(parts)} part{'s' if len(parts) > 1 else ''})")
 
     def _drop(self) -> None:
