@@ -8,6 +8,7 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pyogrio
 import pytest
 import rioxarray  # noqa: F401  (registers the .rio accessor)
@@ -46,6 +47,7 @@ EXPECTED_HASHES = {
     "contacts": "14e0becbc8778073decd4708979fbea91abb5cc0d4545409f39ef32dd33bb1ce",
     "critical_rainfall": "0a24067ce50d216e1d605033ed4072745588ca2f43b98d61ec62061640772bb8",
     "forecast": "c457786a717c9fb8d8015f61e8c5518a0b08bdd4c27dfa9e830aacd4f953b997",
+    "observed": "95b632fd379173c3ff6b6e97535e1d7a8e0b8945627347285a350b0c09b59e9f",
 }
 """Content hashes of build_demo(20240715); change only with riskmap.demo.writer.GENERATOR_VERSION."""
 
@@ -356,12 +358,14 @@ def test_write_then_reuse(demo: DemoRegion, tmp_path: Path) -> None:
     assert (
         not first.reused and first.region.is_file() and first.forecast.is_file() and first.manifest.is_file()
     )
-    assert sorted(p.name for p in first.directory.iterdir()) == ["demo.json", "forecast.nc", "region.gpkg"]
-    stamp = first.region.stat().st_mtime_ns, first.forecast.stat().st_mtime_ns
+    assert sorted(p.name for p in first.directory.iterdir()) == [
+        "demo.json", "forecast.nc", "observed.csv", "region.gpkg"
+    ]
+    stamp = [p.stat().st_mtime_ns for p in (first.region, first.forecast, first.observed)]
     t0 = time.perf_counter()
     second = write_demo(tmp_path / "d", demo=demo)
     assert second.reused and time.perf_counter() - t0 < 5.0
-    assert (second.region.stat().st_mtime_ns, second.forecast.stat().st_mtime_ns) == stamp
+    assert [p.stat().st_mtime_ns for p in (second.region, second.forecast, second.observed)] == stamp
     listed = dict(pyogrio.list_layers(first.region).tolist())
     assert set(listed) == set(LAYERS) and listed["contacts"] is None and listed["critical_rainfall"] is None
     for name in LAYERS:
@@ -381,6 +385,9 @@ def test_write_replaces_changed_files(demo: DemoRegion, tmp_path: Path) -> None:
     assert write_demo(tmp_path, demo=demo).reused
     paths.manifest.write_text("{not json", encoding="utf-8")
     assert not write_demo(tmp_path, demo=demo).reused
+    paths.observed.write_text("station,lon,lat,time,mm\n", encoding="utf-8")
+    assert not write_demo(tmp_path, demo=demo).reused
+    assert write_demo(tmp_path, demo=demo).reused
     assert not list(tmp_path.glob(".*tmp*"))
 
 
@@ -533,3 +540,153 @@ def test_flow_routing_fills_pits_and_converges_on_flats() -> None:
     _, rec, _ = _route(plane, np.zeros_like(plane))
     r, c = np.divmod(np.arange(plane.size), 5)
     assert np.array_equal(rec[c > 0], r[c > 0] * 5 + c[c > 0] - 1)
+
+
+# --- observed rainfall (rain gauges) ---
+
+NOW = "2024-07-15T00:00:00+00:00"
+
+
+@pytest.fixture(scope="module")
+def written(demo: DemoRegion, tmp_path_factory: pytest.TempPathFactory):
+    return write_demo(tmp_path_factory.mktemp("demo") / "data", demo=demo)
+
+
+def test_observed_table_is_an_hourly_gauge_export(demo: DemoRegion, written) -> None:
+    from riskmap.forecast.gauges import read_gauge_table
+
+    obs = demo.observed
+    assert list(obs.columns) == ["station", "lon", "lat", "time", "mm", "name"]
+    stations = obs.drop_duplicates("station")
+    assert 40 <= len(stations) <= 80 and stations["station"].str.fullmatch(r"QS\d{3}").all()
+    assert stations["name"].is_unique and stations["name"].str.endswith("站").all()
+    assert (obs.groupby("station")[["lon", "lat", "name"]].nunique() == 1).all().all()
+    # every station reports every hour of the 72 h before the reference time, in Beijing time
+    times = sorted(obs["time"].unique())
+    assert len(times) == 72 and (obs.groupby("station").size() == 72).all()
+    assert all(t.endswith("+08:00") for t in times)
+    utc = pd.DatetimeIndex([pd.Timestamp(t) for t in times]).tz_convert("UTC")
+    assert utc[-1] == pd.Timestamp(NOW) and (np.diff(utc) == pd.Timedelta(hours=1)).all()
+    assert (obs["mm"] >= 0).all() and np.allclose(obs["mm"] * 10, np.round(obs["mm"] * 10))
+    # the gauges lie in the county, spread over it (no two closer than 4 km)
+    pts = gpd.GeoSeries(gpd.points_from_xy(stations["lon"], stations["lat"]), crs=4490)
+    county = shapely.unary_union(demo.villages.geometry.to_numpy()).buffer(1e-6)
+    assert pts.within(county).all()
+    xy = np.column_stack([pts.to_crs(METRIC).x, pts.to_crs(METRIC).y])
+    d = np.hypot(*(xy[:, None, :] - xy[None, :, :]).transpose(2, 0, 1)) + np.eye(len(xy)) * 1e9
+    assert d.min() >= 4000.0
+    # the written file: UTF-8 without BOM, the same table, and riskmap's own reader accepts it
+    raw = written.observed.read_bytes()
+    assert raw.startswith(b"station,lon,lat,time,mm,name\n") and "站".encode() in raw
+    back = pd.read_csv(written.observed, dtype={"station": str, "time": str, "name": str})
+    assert frame_hash(back) == frame_hash(obs) == EXPECTED_HASHES["observed"]
+    table = read_gauge_table(written.observed)
+    assert len(table) == len(obs) and table["time"].max() == np.datetime64("2024-07-15T00:00", "ns")
+
+
+def test_observed_rain_is_moderate_and_uneven(demo: DemoRegion) -> None:
+    wide = demo.observed.pivot(index="time", columns="station", values="mm")
+    # rates a few mm/h, never a rainstorm by itself (national thresholds 50 mm in 12 h, 6 h, 3 h)
+    assert wide.max().max() < 15.0 and wide.rolling(6).sum().max().max() < 30.0
+    assert wide.rolling(12).sum().max().max() < 45.0
+    # a wet spell over part of the county, little elsewhere
+    total = wide.sum()
+    assert total.max() > 90.0 and total.min() < 15.0
+
+
+def _riverside_soil(demo: DemoRegion, paths) -> tuple[np.ndarray, np.ndarray]:
+    from riskmap.config import Settings
+    from riskmap.forecast import open_forecast, open_observed
+    from riskmap.rainfall import village_rainfall
+    from riskmap.region import load_region
+    from riskmap.rules import load_rules, packaged_rules_dir
+    from riskmap.rules.features import antecedent_rainfall, soil_states
+
+    soil_rule = load_rules(packaged_rules_dir()).soil
+    assert soil_rule is not None
+    rs = Settings().rainfall
+    region = load_region(paths.region)
+    grid = open_forecast(paths.forecast)
+    observed = open_observed(paths.observed, like=grid, tz="Asia/Shanghai")
+    rain = village_rainfall(region.villages, observed)
+    ante = antecedent_rainfall(rain[soil_rule.statistic], NOW, k=rs.effective_k, n_days=rs.effective_days,
+                               day_boundary=rs.day_boundary)
+    soil = soil_states(ante.to_numpy(), soil_rule.normal_from_mm, soil_rule.wet_from_mm)
+    surveyed = np.isin(rain["village"].to_numpy(), demo.critical_rainfall["village_code"].to_numpy())
+    return soil, surveyed
+
+
+def test_riverside_villages_differ_in_soil_state(demo: DemoRegion, written) -> None:
+    soil, riverside = _riverside_soil(demo, written)
+    counts = np.bincount(soil[riverside], minlength=3)
+    assert (counts > 0).sum() >= 2, counts
+    assert (counts / counts.sum() >= 0.1).sum() >= 2, counts  # not one odd village: real spread
+
+
+@pytest.fixture(scope="module")
+def cycles(written, tmp_path_factory: pytest.TempPathFactory):
+    """The demo cycle evaluated with and without the gauge table (warnings recorded)."""
+    import warnings
+    from dataclasses import replace
+
+    from riskmap.config import PathSettings, Settings
+    from riskmap.cycle import CycleRequest, evaluate_cycle
+
+    out = tmp_path_factory.mktemp("cycle")
+    settings = replace(Settings(), paths=PathSettings(cache_dir=str(out / "cache")))
+    result = {}
+    for observed in (written.observed, None):
+        req = CycleRequest(region=written.region, forecast=(written.forecast,), out_dir=out,
+                           settings=settings, observed=observed)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ev = evaluate_cycle(req)
+        result[observed is not None] = (ev, caught)
+    return result
+
+
+def test_cycle_with_observed_rain_has_no_missing_observation_warning(cycles) -> None:
+    from riskmap.errors import DataWarning
+
+    ev, caught = cycles[True]
+    data = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
+    assert not [m for m in data if "no observed rainfall" in m], data
+    assert not [m for m in data if "between the last observation" in m], data  # no gap at now
+    # the check itself works: without the gauges the warning is there
+    assert any("no observed rainfall" in str(w.message) for w in cycles[False][1])
+    grid = ev.rainfall.grid
+    assert int(grid["observed"].sum()) == 72 and grid.sizes["time"] == 72 + 72
+
+
+def test_cycle_with_observed_rain_keeps_every_level_and_hazard(cycles) -> None:
+    ev, _ = cycles[True]
+    a = ev.result.assessment
+    assert set(a.villages["level"]) == {0, 1, 2, 3, 4}
+    hl = a.hazard_levels
+    assert set(hl["hazard"]) == {"rainstorm", "torrent", "geohazard", "reservoir", "waterlogging", "mine"}
+    # the observed hours alone raise nothing: every rain window behind a level ends after now
+    ends = pd.to_datetime(hl["window_end"], utc=True).dropna()
+    assert len(ends) and (ends > pd.Timestamp(NOW)).all()
+    # and the red rainstorm villages are those of the forecast alone
+    before = cycles[False][0].result.assessment.hazard_levels
+    red = set(hl.loc[(hl["hazard"] == "rainstorm") & (hl["level"] == 4), "village_code"])
+    assert red == set(before.loc[(before["hazard"] == "rainstorm") & (before["level"] == 4), "village_code"])
+
+
+def test_torrent_levels_follow_the_soil_state(cycles) -> None:
+    levels = {}
+    for key in (True, False):
+        ev, _ = cycles[key]
+        hl = ev.result.assessment.hazard_levels
+        torrent = hl[hl["hazard"] == "torrent"].set_index("village_code")["level"]
+        levels[key] = torrent.reindex(ev.result.features.codes).fillna(0).to_numpy(dtype=int)
+    features = cycles[True][0].result.features
+    soil = features.soil_state
+    riverside = features.context_value("touches_river") >= 1
+    assert len(set(soil[riverside].tolist())) >= 2
+    change = np.sign(levels[True] - levels[False])
+    table = pd.crosstab(soil[riverside], change[riverside])
+    # against the normal soil assumed without gauges: dry soil only lowers, wet soil only raises levels
+    assert (change[riverside & (soil == 0)] <= 0).all() and (change[riverside & (soil == 2)] >= 0).all()
+    assert (change[riverside & (soil == 0)] < 0).any() and (change[riverside & (soil == 2)] > 0).any(), table
+    assert (change[riverside & (soil == 1)] == 0).all()

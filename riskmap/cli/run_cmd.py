@@ -122,5 +122,6 @@ def demo(out: Path, config: Path | None, rules: Path | None, now: str | None, no
     with console().status("building the demo county 生成演示县…"):
         paths = write_demo(out / "data")
     req = CycleRequest(region=paths.region, forecast=(paths.forecast,), out_dir=out, settings=settings,
-                       rules_dir=_rules(rules, settings), now=parse_now(now), write_map=not no_map)
+                       rules_dir=_rules(rules, settings), observed=paths.observed, now=parse_now(now),
+                       write_map=not no_map)
     print_summary(_run_with_progress(req), out)

@@ -1,10 +1,11 @@
 """The embedded demo region: a deterministic synthetic county (青山县) and a typhoon forecast.
 
 :func:`build_demo` generates every layer of :mod:`riskmap.schema` in EPSG:4490
-(CGCS2000 lon/lat) plus a 72-hour CF forecast, from one seed through one
-:class:`numpy.random.Generator` (no clock, no global random state): same seed,
-same content, as :func:`content_hash` shows.  :func:`write_demo` writes it to a
-folder as ``region.gpkg`` + ``forecast.nc`` and reuses files already there.
+(CGCS2000 lon/lat) plus a 72-hour CF forecast and the rain-gauge observations of
+the 72 hours before it, from one seed through one :class:`numpy.random.Generator`
+(no clock, no global random state): same seed, same content, as
+:func:`content_hash` shows.  :func:`write_demo` writes it to a folder as
+``region.gpkg`` + ``forecast.nc`` + ``observed.csv`` and reuses files already there.
 See ``layers/demo.md`` for what the county contains.
 
 Examples
@@ -16,6 +17,8 @@ Examples
 ['contacts', 'critical_rainfall', 'detention_areas']
 >>> str(demo.forecast["precipitation_amount"].attrs["units"])
 'mm'
+>>> demo.observed["time"].iloc[-1], demo.observed["station"].iloc[0]
+('2024-07-15T08:00:00+08:00', 'QS001')
 >>> region = demo.to_region()
 >>> region.crs.is_projected, len(region.villages) == len(demo.villages)
 (True, True)
@@ -40,6 +43,7 @@ from riskmap.demo.contacts import (
     riverside_mask,
 )
 from riskmap.demo.features import Features, make_features
+from riskmap.demo.gauges import gauge_table
 from riskmap.demo.hydro import Hydro, make_hydro
 from riskmap.demo.storm import REFERENCE_TIME, Core, forecast_dataset
 from riskmap.demo.terrain import km_to_lonlat, make_terrain
@@ -91,6 +95,9 @@ class DemoRegion:
     critical_rainfall: pd.DataFrame
     forecast: xr.Dataset
     """CF-1.8 dataset with ``precipitation_amount`` (time, lat, lon), mm per hour ending at ``time``."""
+    observed: pd.DataFrame
+    """Gauge table of the 72 h before the reference time: ``station, lon, lat, time, mm, name``
+    (``time`` ISO 8601 text with +08:00, the end of each hour; see :mod:`riskmap.demo.gauges`)."""
     seed: int
     county_code: str = COUNTY_CODE
     county_name: str = COUNTY_NAME
@@ -208,12 +215,14 @@ def build_demo(seed: int = DEFAULT_SEED) -> DemoRegion:
     contacts = make_contacts(rng, villages, hydro, km_layers, riverside, hazard)
     critical = make_critical_rainfall(rng, villages.frame["code"][riverside].tolist())
     forecast = forecast_dataset(rng, terrain, _storm_cores(villages, hydro, feats))
+    observed = gauge_table(rng, terrain, villages)
     ll = {name: _lonlat(frame) for name, frame in km_layers.items()}
     return DemoRegion(
         villages=_lonlat(villages.frame),
         contacts=contacts,
         critical_rainfall=critical,
         forecast=forecast,
+        observed=observed,
         seed=seed,
         **ll,
     )

@@ -5,8 +5,10 @@ Files written (atomically: a temporary file in the same folder, then a rename):
 - ``region.gpkg``: every vector layer by its schema name, plus ``contacts`` and
   ``critical_rainfall`` as attribute-only (non-spatial) GeoPackage layers;
 - ``forecast.nc``: the CF-1.8 NetCDF forecast;
+- ``observed.csv``: the rain-gauge table of the 72 h before the reference time (UTF-8, columns
+  ``station,lon,lat,time,mm,name``, ``time`` the end of each hour with the +08:00 offset);
 - ``demo.json``: the manifest: seed, generator version, the content hash of every
-  layer and of the forecast, and the SHA-256 of each file's bytes.
+  layer, of the forecast and of the observations, and the SHA-256 of each file's bytes.
 
 :func:`content_hash` is computed from the data (sorted columns, values, WKB of the
 geometries), never from file bytes, which embed timestamps.  :func:`write_demo`
@@ -23,6 +25,8 @@ Examples
 ...     second = write_demo(tmp, demo=demo)
 >>> first.reused, second.reused, first.region.name
 (False, True, 'region.gpkg')
+>>> first.observed.name
+'observed.csv'
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import geopandas as gpd
@@ -43,10 +47,11 @@ import xarray as xr
 from riskmap.demo import DEFAULT_SEED, DemoRegion, build_demo
 from riskmap.errors import RiskmapIOError
 
-GENERATOR_VERSION = 4
+GENERATOR_VERSION = 5
 """Bumped whenever the generator's output changes on purpose."""
 REGION_FILE = "region.gpkg"
 FORECAST_FILE = "forecast.nc"
+OBSERVED_FILE = "observed.csv"
 MANIFEST_FILE = "demo.json"
 
 
@@ -57,6 +62,8 @@ class DemoPaths:
     directory: Path
     region: Path
     forecast: Path
+    observed: Path
+    """The rain-gauge table (``station,lon,lat,time,mm,name``), for ``observed=`` / ``--observed``."""
     manifest: Path
     reused: bool
 
@@ -118,9 +125,10 @@ def forecast_hash(ds: xr.Dataset) -> str:
 
 
 def content_hash(demo: DemoRegion) -> dict[str, str]:
-    """A stable SHA-256 per layer (schema name) and for the forecast (key ``forecast``)."""
+    """A SHA-256 per layer (schema name), for the forecast (``forecast``) and the gauges (``observed``)."""
     out = {name: frame_hash(frame) for name, frame in demo.layers().items()}
     out["forecast"] = forecast_hash(demo.forecast)
+    out["observed"] = frame_hash(demo.observed)
     return out
 
 
@@ -146,7 +154,7 @@ def _reusable(directory: Path, manifest: dict[str, object] | None, seed: int, ha
     files = manifest.get("files")
     if not isinstance(files, dict):
         return False
-    for name in (REGION_FILE, FORECAST_FILE):
+    for name in (REGION_FILE, FORECAST_FILE, OBSERVED_FILE):
         path = directory / name
         if not path.is_file() or files.get(name) != _file_sha(path):
             return False
@@ -164,6 +172,14 @@ def write_region_gpkg(demo: DemoRegion, path: Path) -> None:
             pyogrio.write_dataframe(frame, path, layer=name, driver="GPKG", promote_to_multi=False)
         else:
             pyogrio.write_dataframe(frame, path, layer=name, driver="GPKG")
+
+
+def write_observed_csv(table: pd.DataFrame, path: Path) -> None:
+    """Write the gauge table as UTF-8 CSV (no BOM, ``\\n`` line ends, ``mm`` with one decimal)."""
+    out = table[["station", "lon", "lat", "time", "mm", "name"]].copy()
+    for col, fmt in (("lon", "{:.5f}"), ("lat", "{:.5f}"), ("mm", "{:.1f}")):
+        out[col] = [fmt.format(v) for v in out[col].to_numpy(dtype=float)]
+    out.to_csv(path, index=False, encoding="utf-8", lineterminator="\n")
 
 
 def _write_atomic(path: Path, write: object) -> None:
@@ -204,13 +220,15 @@ def write_demo(
     if demo is None:
         demo = build_demo(seed)
     hashes = content_hash(demo)
-    paths = DemoPaths(folder, folder / REGION_FILE, folder / FORECAST_FILE, folder / MANIFEST_FILE, False)
+    paths = DemoPaths(folder, folder / REGION_FILE, folder / FORECAST_FILE, folder / OBSERVED_FILE,
+                      folder / MANIFEST_FILE, False)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         if _reusable(folder, _read_manifest(paths.manifest), demo.seed, hashes):
-            return DemoPaths(paths.directory, paths.region, paths.forecast, paths.manifest, True)
+            return replace(paths, reused=True)
         _write_atomic(paths.region, lambda p: write_region_gpkg(demo, p))
         _write_atomic(paths.forecast, lambda p: demo.forecast.to_netcdf(p, engine="netcdf4"))
+        _write_atomic(paths.observed, lambda p: write_observed_csv(demo.observed, p))
         manifest = {
             "generator": "riskmap.demo",
             "generator_version": GENERATOR_VERSION,
@@ -218,7 +236,7 @@ def write_demo(
             "reference_time": str(demo.forecast.attrs["reference_time"]),
             "crs": "EPSG:4490",
             "content": hashes,
-            "files": {REGION_FILE: _file_sha(paths.region), FORECAST_FILE: _file_sha(paths.forecast)},
+            "files": {name: _file_sha(folder / name) for name in (REGION_FILE, FORECAST_FILE, OBSERVED_FILE)},
         }
         text = json.dumps(manifest, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
         _write_atomic(paths.manifest, lambda p: p.write_text(text, encoding="utf-8"))
