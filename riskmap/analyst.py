@@ -126,7 +126,8 @@ def demo_request(directory: str | os.PathLike[str], *, seed: int | None = None,
 
     folder = Path(directory)
     paths = write_demo(folder, seed=DEFAULT_SEED if seed is None else seed)
-    return CycleRequest(region=paths.region, forecast=(paths.forecast,), out_dir=folder / "out",
+    return CycleRequest(region=paths.region, forecast=(paths.forecast,), observed=paths.observed,
+                        out_dir=folder / "out",
                         settings=with_cache_dir(settings or Settings(), folder / "cache"),
                         rules_dir=rules_dir)
 

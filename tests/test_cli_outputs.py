@@ -21,7 +21,8 @@ def finished(tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("run")
     demo = write_demo(out / "data")
     settings = replace(Settings(), paths=PathSettings(cache_dir=str(out / "cache")))
-    run_cycle(CycleRequest(region=demo.region, forecast=(demo.forecast,), out_dir=out, settings=settings,
+    run_cycle(CycleRequest(region=demo.region, forecast=(demo.forecast,), observed=demo.observed,
+                           out_dir=out, settings=settings,
                            write_map=False))
     return demo, out
 

@@ -38,8 +38,8 @@ def demo_files(tmp_path_factory: pytest.TempPathFactory):
 def first_run(demo_files, tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("out")
     settings = replace(Settings(), paths=PathSettings(cache_dir=str(out / "cache")))
-    req = CycleRequest(region=demo_files.region, forecast=(demo_files.forecast,), out_dir=out,
-                       settings=settings)
+    req = CycleRequest(region=demo_files.region, forecast=(demo_files.forecast,),
+                       observed=demo_files.observed, out_dir=out, settings=settings)
     return req, run_cycle(req)
 
 
@@ -80,7 +80,9 @@ def test_demo_cycle_sends_sms_and_writes_valid_cap(first_run) -> None:
         root = etree.fromstring(path.read_bytes())
         assert root.tag == "{urn:oasis:names:tc:emergency:cap:1.2}alert"
     html = (req.out_dir / "map.html").read_text(encoding="utf-8")
-    assert "青洲社区" in html and "L.map" in html
+    levels = pd.read_csv(req.out_dir / "levels.csv", dtype={"village_code": str}, keep_default_na=False)
+    red_name = levels.loc[levels["level"] == 4, "village_name"].iloc[0]
+    assert red_name in html and "L.map" in html
     assert offline_violations(html) == []
 
 
