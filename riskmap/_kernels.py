@@ -82,10 +82,14 @@ if HAVE_NUMBA:  # pragma: no branch
 
     @_nb.njit(parallel=True, cache=True, nogil=True)
     def _mean_direct(indptr, indices, data, vals, order, rowsum):  # pragma: no cover
-        """Weighted sum / row sum from the native (time, cells) layout; NaN propagates."""
+        """Weighted sum / row sum from the native (time, cells) layout; NaN propagates.
+
+        Returns ``(mean, nan_row)``: ``nan_row[i]`` flags a non-empty row whose mean shows a NaN.
+        """
         nt = vals.shape[0]
         nv = len(indptr) - 1
         mean = np.empty((nv, nt), np.float32)
+        nan_row = np.zeros(nv, np.bool_)
         nchunks = (nv + CHUNK - 1) // CHUNK
         for ch in _nb.prange(nchunks):
             num = np.empty(nt, np.float64)
@@ -99,17 +103,31 @@ if HAVE_NUMBA:  # pragma: no branch
                     for t in range(nt):
                         num[t] += wk * vals[t, c]
                 rs = rowsum[i]
-                for t in range(nt):
-                    mean[i, t] = num[t] / rs if rs > 0 else np.nan
-        return mean
+                out = mean[i]
+                if rs > 0:
+                    bad = False
+                    for t in range(nt):
+                        v = num[t] / rs
+                        bad |= v != v
+                        out[t] = v
+                    nan_row[i] = bad
+                else:
+                    for t in range(nt):
+                        out[t] = np.nan
+        return mean, nan_row
 
     @_nb.njit(parallel=True, cache=True, nogil=True)
     def _mean_max_t(indptr, indices, data, rt, order, rowsum, want_max):  # pragma: no cover
-        """Mean (NaN propagates) and NaN-skipping max from the transposed (cells, time) layout."""
+        """Mean (NaN propagates) and NaN-skipping max from the transposed (cells, time) layout.
+
+        Returns ``(mean, max, nan_row)`` (see :func:`_mean_direct`).  Each touched cell's
+        series is one contiguous row of ``rt``: the inner loop over time is a plain vector loop.
+        """
         nt = rt.shape[1]
         nv = len(indptr) - 1
         mean = np.empty((nv, nt), np.float32)
         mx = np.empty((nv if want_max else 0, nt), np.float32)
+        nan_row = np.zeros(nv, np.bool_)
         nchunks = (nv + CHUNK - 1) // CHUNK
         for ch in _nb.prange(nchunks):
             num = np.empty(nt, np.float64)
@@ -118,7 +136,9 @@ if HAVE_NUMBA:  # pragma: no branch
                 i = order[j]
                 for t in range(nt):
                     num[t] = 0.0
-                    best[t] = -np.inf
+                if want_max:
+                    for t in range(nt):
+                        best[t] = -np.inf
                 for k in range(indptr[i], indptr[i + 1]):
                     row = rt[indices[k]]
                     wk = data[k]
@@ -128,12 +148,21 @@ if HAVE_NUMBA:  # pragma: no branch
                         for t in range(nt):
                             best[t] = max(best[t], row[t])   # max() keeps best when row[t] is NaN
                 rs = rowsum[i]
-                for t in range(nt):
-                    mean[i, t] = num[t] / rs if rs > 0 else np.nan
+                out = mean[i]
+                if rs > 0:
+                    bad = False
+                    for t in range(nt):
+                        v = num[t] / rs
+                        bad |= v != v
+                        out[t] = v
+                    nan_row[i] = bad
+                else:
+                    for t in range(nt):
+                        out[t] = np.nan
                 if want_max:
                     for t in range(nt):
                         mx[i, t] = best[t] if best[t] > -np.inf else np.nan
-        return mean, mx
+        return mean, mx, nan_row
 
     @_nb.njit(parallel=True, cache=True, nogil=True)
     def _nan_rows(indptr, indices, data, vals, rows, mean):  # pragma: no cover
@@ -160,14 +189,26 @@ if HAVE_NUMBA:  # pragma: no branch
         return den_min
 
 
+def row_sums(indptr: np.ndarray, data: np.ndarray) -> np.ndarray:
+    """Sum of each CSR row's values (float64; 0 for an empty row)."""
+    nv = len(indptr) - 1
+    rowsum = np.zeros(nv)
+    if len(data):
+        rowsum = np.add.reduceat(np.asarray(data, np.float64), np.minimum(indptr[:-1], len(data) - 1))
+        rowsum[np.diff(indptr) == 0] = 0.0
+    return rowsum
+
+
 def aggregate_csr(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, vals: np.ndarray,
                   order: np.ndarray, want_mean: bool = True, want_max: bool = True,
-                  engine: str = "auto") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                  engine: str = "auto", rowsum: np.ndarray | None = None,
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-row NaN-skipping weighted mean and max of ``vals`` (time, cells).
 
     Returns ``(mean (rows, time) float32, max (rows, time) float32, den)`` where ``den`` is
     each row's smallest (over time) weight sum on non-NaN cells.  ``engine`` is ``auto``,
-    ``numba`` or ``numpy``.  Arrays not requested have zero columns.
+    ``numba`` or ``numpy``.  Arrays not requested have zero columns.  ``rowsum`` (each row's
+    weight sum, :func:`row_sums`) may be passed when known.
     """
     if engine == "auto":
         engine = "numba" if HAVE_NUMBA else "numpy"
@@ -181,20 +222,19 @@ def aggregate_csr(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, val
             vals = np.ascontiguousarray(vals)
         data = np.asarray(data, np.float64)
         nv = len(indptr) - 1
-        empty = np.diff(indptr) == 0
-        rowsum = np.zeros(nv)
-        if len(data):
-            rowsum = np.add.reduceat(data, np.minimum(indptr[:-1], len(data) - 1))
-        rowsum[empty] = 0.0
+        if rowsum is None:
+            rowsum = row_sums(indptr, data)
         if want_max or time_fastest:   # (cells, time) suits max: pay one transposed copy if needed
             rt = vals.T if time_fastest else np.ascontiguousarray(vals.T)
-            mean, mx = _mean_max_t(indptr, indices, data, rt, order, rowsum, bool(want_max))
+            mean, mx, nan_row = _mean_max_t(indptr, indices, data, rt, order, rowsum, bool(want_max))
         else:          # mean alone reads the native (time, cells) layout, no copy
-            mean, mx = _mean_direct(indptr, indices, data, vals, order, rowsum), np.empty((nv, 0), np.float32)
+            mean, nan_row = _mean_direct(indptr, indices, data, vals, order, rowsum)
+            mx = np.empty((nv, 0), np.float32)
         # a NaN cell shows as NaN in the plain mean: redo those rows leaving NaN cells out
-        den = rowsum.copy()
-        bad = np.flatnonzero(np.isnan(mean).any(axis=1) & ~empty)
+        den = rowsum
+        bad = np.flatnonzero(nan_row)
         if len(bad):
+            den = rowsum.copy()
             den[bad] = _nan_rows(indptr, indices, data, vals, bad, mean)
         if not want_mean:
             mean = np.empty((nv, 0), np.float32)

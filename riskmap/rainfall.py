@@ -114,7 +114,7 @@ def aggregate(weights: CoverageWeights, values: np.ndarray, stats: Sequence[str]
         values = values.astype(np.float64)
     m = weights.matrix
     mean, mx, den = aggregate_csr(m.indptr, m.indices, m.data, values, weights.order,
-                                  "mean" in stats, "max" in stats, engine=engine)
+                                  "mean" in stats, "max" in stats, engine=engine, rowsum=weights.rowsum)
     full = weights.full
     with np.errstate(invalid="ignore", divide="ignore"):
         frac = np.where(full > 0, den / np.where(full > 0, full, 1.0), 0.0)
@@ -165,11 +165,11 @@ def village_rainfall(villages: Any, grid: xr.DataArray, stats: Sequence[str] = S
                             f"(weights {weights.grid.shape} key {weights.grid.key[:12]}, "
                             f"forecast {gd.shape} key {gd.key[:12]})")
     if villages is not None:
-        weights = weights.select(village_frame(villages)["code"].astype(str).to_numpy())
+        weights = weights.select(village_frame(villages)["code"])
     data = grid.transpose("time", "y", "x").values
     values = data.reshape(data.shape[0], -1)
     out = aggregate(weights, values, stats)
-    coords: dict[str, Any] = {"village": weights.codes, "time": grid["time"].values}
+    coords: dict[str, Any] = {"village": weights.codes_index, "time": grid["time"].values}
     if "interval" in grid.coords and grid["interval"].dims == ("time",):
         coords["interval"] = ("time", grid["interval"].values)
     data_vars: dict[str, Any] = {s: (("village", "time"), out[s]) for s in STATS if s in out}

@@ -35,6 +35,7 @@ Examples
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from dataclasses import dataclass
 from functools import cached_property
@@ -46,11 +47,11 @@ import pandas as pd
 import scipy.sparse as sp
 import shapely
 
-from riskmap._kernels import spatial_order
+from riskmap._kernels import row_sums, spatial_order
 from riskmap.errors import CoverageWarning, RegionError
 from riskmap.grid import GridDef
 
-__all__ = ["CoverageWeights", "coverage_weights", "village_frame"]
+__all__ = ["CoverageWeights", "coverage_weights", "village_frame", "codes_digest"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -90,7 +91,12 @@ class CoverageWeights:
     @property
     def row_sums(self) -> np.ndarray:
         """Coverage sum per village (cells inside the grid)."""
-        return np.asarray(self.matrix.sum(axis=1)).ravel()
+        return self.rowsum.copy()
+
+    @cached_property
+    def rowsum(self) -> np.ndarray:
+        """Coverage sum per village (float64, read-only use): computed once, stored in the cache."""
+        return row_sums(self.indptr, self.matrix.data)
 
     @property
     def indptr(self) -> np.ndarray:
@@ -106,6 +112,19 @@ class CoverageWeights:
     def order(self) -> np.ndarray:
         """Rows in spatial order (sorted by first touched cell): the cache-friendly visiting order."""
         return spatial_order(self.indptr, self.indices)
+
+    @cached_property
+    def codes_index(self) -> pd.Index:
+        """:attr:`codes` as a pandas string Index (the ``village`` coordinate of results).
+
+        Loaded weights build it without copying from the Arrow string buffers in the cache.
+        """
+        return pd.Index(self.codes)
+
+    @cached_property
+    def codes_digest(self) -> bytes:
+        """:func:`codes_digest` of :attr:`codes` (stored in the cache with the weights)."""
+        return codes_digest(self.codes)
 
     @property
     def covered_fraction(self) -> np.ndarray:
@@ -137,9 +156,9 @@ class CoverageWeights:
 
         Raises :class:`~riskmap.errors.RegionError` when a code has no weights.
         """
+        if len(codes) == self.n_villages and codes_digest(codes) == self.codes_digest:
+            return self          # the usual case: the layer the weights were built for
         codes = np.asarray(codes, dtype=str)
-        if len(codes) == self.n_villages and np.array_equal(codes, self.codes):
-            return self
         pos = pd.Index(self.codes).get_indexer(codes)
         if (pos < 0).any():
             missing = codes[pos < 0]
@@ -148,6 +167,62 @@ class CoverageWeights:
                 "the weights were built for another village layer"
             )
         return self.take(pos)
+
+
+def codes_arrow(codes: Any) -> Any:
+    """The codes as one ``pyarrow.large_string`` array without nulls (zero-copy when already Arrow)."""
+    import pyarrow as pa
+
+    try:
+        a = pa.array(codes)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        a = None
+    if isinstance(a, pa.ChunkedArray):
+        a = a.combine_chunks()
+    if a is None or not (pa.types.is_string(a.type) or pa.types.is_large_string(a.type)) or a.null_count:
+        a = pa.array([str(c) for c in np.asarray(codes).tolist()], type=pa.large_string())
+    return a.cast(pa.large_string())
+
+
+def codes_buffers(codes: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(offsets int64 (n + 1), utf8 bytes uint8)`` of the codes, offsets starting at 0."""
+    a = codes_arrow(codes)
+    off = np.frombuffer(a.buffers()[1], np.int64)[a.offset:a.offset + len(a) + 1]
+    data = np.frombuffer(a.buffers()[2], np.uint8) if len(a) and off[-1] > off[0] else np.zeros(0, np.uint8)
+    return off - off[0], data[int(off[0]):int(off[-1])]
+
+
+def index_from_buffers(offsets: np.ndarray, data: np.ndarray) -> pd.Index:
+    """A pandas string Index over Arrow buffers (no copy): the inverse of :func:`codes_buffers`.
+
+    >>> off, data = codes_buffers(["110101001001", "x"])
+    >>> index_from_buffers(off, data).tolist()
+    ['110101001001', 'x']
+    """
+    import pyarrow as pa
+
+    arr = pa.Array.from_buffers(pa.large_string(), len(offsets) - 1,
+                                [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+    return pd.Index(pd.array(arr, dtype=pd.StringDtype("pyarrow", na_value=np.nan)))
+
+
+def codes_digest(codes: Any) -> bytes:
+    """SHA-1 of a sequence of codes, in order (their UTF-8 bytes and lengths).
+
+    The same codes give the same digest whatever holds them (a pandas string or object
+    column, a numpy array, a list); an Arrow-backed column is hashed in place (~0.5 ms for
+    50,000 codes).
+
+    >>> import pandas as pd
+    >>> d = codes_digest(pd.Series(["a", "bc"]))
+    >>> d == codes_digest(np.array(["a", "bc"])), d == codes_digest(["ab", "c"])
+    (True, False)
+    """
+    off, data = codes_buffers(codes)
+    h = hashlib.sha1(usedforsecurity=False)
+    h.update(np.diff(off).tobytes())
+    h.update(memoryview(data))
+    return h.digest()
 
 
 def village_frame(villages: Any) -> gpd.GeoDataFrame:

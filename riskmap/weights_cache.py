@@ -5,16 +5,18 @@ One file per (grid definition, village layer): ``<cache_dir>/weights-<key>.rmw``
 its codes in order and every geometry (:func:`village_layer_key`).  The caller passes the folder
 (``Settings.paths.cache_dir``).
 
-* The file is a JSON header and the raw arrays (CSR, codes, the spatial row order), read
-  back with one ``np.fromfile`` — no decompression, no checksum pass; a truncated file is
-  recognised by its size.
+* The file is a JSON header and the raw, 64-byte aligned arrays (CSR, codes, the spatial row
+  order, row sums), memory-mapped on load (no copy, no decompression, no checksum pass over
+  the arrays); a truncated file is recognised by its size.  Loading 50,000 villages' weights
+  takes well under a millisecond once the file is in the page cache.
 * Writes are atomic: the file is written to a unique temporary name in the same folder and
   renamed over the final name (``os.replace``), so a concurrent reader sees the old file,
   the new one, or none — never half a file.  Two writers racing write the same content.
 * A loaded entry is verified against the request: its stored grid definition must equal
   the requested :class:`~riskmap.grid.GridDef` and its stored village layer key the
   requested one; otherwise (a hash collision, a tampered or truncated file) it is ignored
-  and rebuilt — weights are never returned for another grid.
+  and rebuilt — weights are never returned for another grid.  Verification compares these
+  two keys (and the grid definition); it does not re-hash the big arrays.
 
 Examples
 --------
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import tempfile
 from pathlib import Path
@@ -46,12 +49,19 @@ import shapely
 
 from riskmap.errors import RiskmapIOError
 from riskmap.grid import GridDef
-from riskmap.weights import CoverageWeights, coverage_weights, village_frame
+from riskmap.weights import (
+    CoverageWeights,
+    codes_buffers,
+    codes_digest,
+    coverage_weights,
+    index_from_buffers,
+    village_frame,
+)
 
 __all__ = ["village_layer_key", "cache_key", "cache_path", "load_weights", "save_weights",
            "cached_coverage_weights"]
 
-FORMAT = "riskmap-coverage-weights-2"
+FORMAT = "riskmap-coverage-weights-3"
 
 
 def village_layer_key(villages: Any) -> str:
@@ -60,17 +70,28 @@ def village_layer_key(villages: Any) -> str:
     The geometry part hashes every coordinate (exact float64 bits, in order) plus, per
     village, its geometry type and its counts of parts, interior rings and coordinates —
     any edit of a vertex, a ring, a part or a code changes the key.  (Hashing WKB is as
-    exact but ~2× slower; this runs on every warm call.)
+    exact but ~5× slower.)  About 10 ms for 50,000 villages; a caller that keeps a region
+    loaded computes it once and passes it as ``layer_key=``.
+
+    >>> import geopandas as gpd, shapely
+    >>> v = gpd.GeoDataFrame({"code": ["110101001001"]}, geometry=[shapely.box(0, 0, 1, 1)], crs="EPSG:32650")
+    >>> moved = v.set_geometry([shapely.box(0, 0, 1, 1.000001)], crs=v.crs)
+    >>> k = village_layer_key(v)
+    >>> len(k), k == village_layer_key(v.copy()), k == village_layer_key(moved)
+    (40, True, False)
     """
     gdf = village_frame(villages)
     geoms = gdf.geometry.to_numpy()
     h = hashlib.sha1(usedforsecurity=False)
     h.update(gdf.crs.to_wkt().encode())
-    h.update("\x1f".join(gdf["code"].astype(str).tolist()).encode())
-    h.update(np.ascontiguousarray(shapely.get_coordinates(geoms)).tobytes())
-    for counts in (shapely.get_type_id(geoms), shapely.get_num_geometries(geoms),
-                   shapely.get_num_interior_rings(geoms), shapely.get_num_coordinates(geoms)):
-        h.update(np.asarray(counts, dtype=np.int64).tobytes())
+    h.update(codes_digest(gdf["code"]))
+    h.update(memoryview(shapely.get_coordinates(geoms)).cast("B"))
+    counts = np.empty((4, len(geoms)), dtype=np.int64)
+    counts[0] = shapely.get_type_id(geoms)
+    counts[1] = shapely.get_num_geometries(geoms)
+    counts[2] = shapely.get_num_interior_rings(geoms)
+    counts[3] = shapely.get_num_coordinates(geoms)
+    h.update(memoryview(counts).cast("B"))
     return h.hexdigest()
 
 
@@ -106,13 +127,24 @@ def _pack(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> list[bytes | m
 
 
 def _read(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
-    """(header, arrays) of a cache file, or None when missing, truncated or not ours."""
+    """(header, read-only arrays) of a cache file, or None when missing, truncated or not ours.
+
+    The file is memory-mapped (pages populated from the page cache up front, no copy); the
+    arrays are views of the map, which stays valid after the file is replaced (the old inode
+    lives on while mapped).
+    """
     try:
-        raw = np.fromfile(path, dtype=np.uint8)
-    except OSError:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size < 16:
+                return None
+            flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+            mm = mmap.mmap(fh.fileno(), size, flags=flags, prot=mmap.PROT_READ)
+    except (OSError, ValueError):
         return None
+    raw = np.frombuffer(mm, dtype=np.uint8)
     try:
-        if raw.size < 16 or raw[:8].tobytes() != MAGIC:
+        if raw[:8].tobytes() != MAGIC:
             return None
         hlen = int(raw[8:16].view(np.uint64)[0])
         meta = json.loads(raw[16:16 + hlen].tobytes())
@@ -147,8 +179,14 @@ def load_weights(cache_dir: str | os.PathLike[str], villages: Any, grid: GridDef
         n = len(z["codes"])
         matrix = sp.csr_array((z["data"], z["indices"], z["indptr"]), shape=(n, grid.ncells))
         w = CoverageWeights(matrix, grid, z["codes"], z["full"])
-        if len(z["order"]) == n:
-            w.__dict__["order"] = z["order"]      # the cached_property, precomputed at save time
+        if len(z["order"]) != n or len(z["rowsum"]) != n:
+            return None
+        # the cached properties, computed at save time (and covered by the layer key)
+        if len(z["codes_offsets"]) != n + 1:
+            return None
+        w.__dict__.update(order=z["order"], rowsum=z["rowsum"],
+                          codes_digest=bytes.fromhex(meta["codes_digest"]),
+                          codes_index=index_from_buffers(z["codes_offsets"], z["codes_utf8"]))
         return w
     except (KeyError, ValueError, TypeError):
         return None
@@ -158,9 +196,12 @@ def save_weights(cache_dir: str | os.PathLike[str], weights: CoverageWeights, la
     """Write the weights atomically (temporary file + rename); return the path."""
     path = cache_path(cache_dir, weights.grid, layer_key)
     m = weights.matrix
-    parts = _pack({"format": FORMAT, "layer_key": layer_key, "grid": weights.grid.to_dict()},
+    offsets, utf8 = codes_buffers(weights.codes)
+    parts = _pack({"format": FORMAT, "layer_key": layer_key, "grid": weights.grid.to_dict(),
+                   "codes_digest": weights.codes_digest.hex()},
                   {"codes": weights.codes.astype(str), "full": weights.full, "data": m.data,
-                   "indices": m.indices, "indptr": m.indptr, "order": weights.order})
+                   "indices": m.indices, "indptr": m.indptr, "order": weights.order,
+                   "rowsum": weights.rowsum, "codes_offsets": offsets, "codes_utf8": utf8})
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)

@@ -12,7 +12,10 @@ stored and the metadata it could find; :func:`finish` then applies, in order:
    first being ``t[0] - reference_time`` (or ``t[1] - t[0]``); one step with neither is refused;
 5. orientation: longitudes 0–360 rolled to −180…180, **x ascending, y descending (north-up, as
    GeoTIFF/GDAL)**;
-6. checks: negative values, missing cells, plausibility of intensity.
+6. checks: negative values, missing cells, plausibility of intensity;
+7. the float32 values laid out **time-fastest in memory** (a ``(y, x, time)`` buffer seen as
+   ``(time, y, x)``, :func:`time_fastest_float32`), the layout in which the per-village
+   engine reads the forecast as ``(cells, time)`` without a copy.
 
 An instantaneous rate (no bounds) is taken to hold over the interval **ending** at its time.
 The reference time, when the file has none and no option gives it, is the start of the first
@@ -158,6 +161,25 @@ def _select_step(raw: RawField, k: int) -> None:
     raw.accumulated = False
 
 
+def time_fastest_float32(values: np.ndarray) -> np.ndarray:
+    """A float32 copy of ``(time, y, x)`` values laid out time-fastest in memory.
+
+    The result is a ``(time, y, x)`` view of a C-ordered ``(y, x, time)`` buffer: each cell's
+    series is contiguous, so the per-village engine reads the forecast as ``(cells, time)``
+    (one row per cell, :mod:`riskmap._kernels`) without copying it on every call.  The cast and
+    the transposition are one pass, done once here at decode (this is the copy the cast to
+    float32 made anyway).  Anything that wants another layout still sees an ordinary array.
+
+    >>> v = np.arange(12.0).reshape(2, 2, 3)
+    >>> a = time_fastest_float32(v)
+    >>> a.shape, a.dtype.name, a.transpose(1, 2, 0).flags.c_contiguous, bool((a == v).all())
+    ((2, 2, 3), 'float32', True, True)
+    """
+    out = np.empty(values.shape[1:] + values.shape[:1], dtype=np.float32)
+    np.copyto(out, np.moveaxis(values, 0, -1), casting="unsafe")
+    return out.transpose(2, 0, 1)
+
+
 def iso_utc(t: np.datetime64) -> str:
     """ISO 8601 with offset of a datetime64 meaning UTC.
 
@@ -218,7 +240,7 @@ def finish(raw: RawField, opts: ForecastOptions) -> xr.DataArray:
     mm, x, y = _orient(raw, mm, crs)
     validate.check_missing(mm, where)
     da = xr.DataArray(
-        mm.astype("float32"),
+        time_fastest_float32(mm),
         dims=("time", "y", "x"),
         coords={"time": times, "interval": ("time", intervals.astype("timedelta64[ns]")), "y": y, "x": x},
         name="precipitation",
