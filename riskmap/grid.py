@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 import numpy as np
@@ -83,6 +83,12 @@ def _fit_axis(values: np.ndarray, name: str, where: str) -> tuple[float, float]:
     return edge0, step
 
 
+@lru_cache(maxsize=64)
+def _normal_wkt(wkt: str) -> str:
+    """The WKT2 pyproj writes for a CRS given as WKT (a pure function of the text: memoised)."""
+    return CRS.from_user_input(wkt).to_wkt()
+
+
 @dataclass(frozen=True)
 class GridDef:
     """A regular grid: CRS, first cell edge, signed spacing, shape.
@@ -123,7 +129,7 @@ class GridDef:
         x0, dx = _fit_axis(da["x"].values, "x", where)
         y0, dy = _fit_axis(da["y"].values, "y", where)
         return cls(
-            crs_wkt=CRS.from_user_input(crs.to_wkt()).to_wkt(),
+            crs_wkt=_normal_wkt(crs.to_wkt()),
             x0=x0, y0=y0, dx=dx, dy=dy, nx=int(da.sizes["x"]), ny=int(da.sizes["y"]),
         )
 

@@ -40,6 +40,7 @@ import json
 import mmap
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +71,8 @@ def village_layer_key(villages: Any) -> str:
     The geometry part hashes every coordinate (exact float64 bits, in order) plus, per
     village, its geometry type and its counts of parts, interior rings and coordinates —
     any edit of a vertex, a ring, a part or a code changes the key.  (Hashing WKB is as
-    exact but ~5× slower.)  About 10 ms for 50,000 villages; a caller that keeps a region
-    loaded computes it once and passes it as ``layer_key=``.
+    exact but ~5× slower.)  About 10 ms for 50,000 villages (the reference province); a
+    caller that keeps a region loaded computes it once and passes it as ``layer_key=``.
 
     >>> import geopandas as gpd, shapely
     >>> v = gpd.GeoDataFrame({"code": ["110101001001"]}, geometry=[shapely.box(0, 0, 1, 1)], crs="EPSG:32650")
@@ -85,14 +86,33 @@ def village_layer_key(villages: Any) -> str:
     h = hashlib.sha1(usedforsecurity=False)
     h.update(gdf.crs.to_wkt().encode())
     h.update(codes_digest(gdf["code"]))
-    h.update(memoryview(shapely.get_coordinates(geoms)).cast("B"))
+    coords = shapely.get_coordinates(geoms)
+    # the counts (GEOS calls holding the GIL) run while this thread hashes the coordinates
+    # (hashlib releases the GIL): ~3 ms less on 50,000 villages, same bytes hashed in the same order
+    counts = _helper().submit(_structure, geoms)
+    h.update(memoryview(coords).cast("B"))
+    h.update(memoryview(counts.result()).cast("B"))
+    return h.hexdigest()
+
+
+_POOL: list[ThreadPoolExecutor] = []
+
+
+def _helper() -> ThreadPoolExecutor:
+    """One helper thread for :func:`village_layer_key` (created on first use)."""
+    if not _POOL:
+        _POOL.append(ThreadPoolExecutor(1, thread_name_prefix="riskmap-layer-key"))
+    return _POOL[0]
+
+
+def _structure(geoms: np.ndarray) -> np.ndarray:
+    """Per geometry: type, number of parts, of interior rings and of coordinates (int64, 4 × n)."""
     counts = np.empty((4, len(geoms)), dtype=np.int64)
     counts[0] = shapely.get_type_id(geoms)
     counts[1] = shapely.get_num_geometries(geoms)
     counts[2] = shapely.get_num_interior_rings(geoms)
     counts[3] = shapely.get_num_coordinates(geoms)
-    h.update(memoryview(counts).cast("B"))
-    return h.hexdigest()
+    return counts
 
 
 def cache_key(grid: GridDef, layer_key: str) -> str:
