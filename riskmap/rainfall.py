@@ -13,9 +13,16 @@ built once per grid and village layer and cached by :mod:`riskmap.weights_cache`
     mean = (W @ R) / rowsum(W)                  # all villages, all time steps at once
     max  = max over each CSR row's cells of R   # the cells a village touches
 
-done by one compiled pass over the CSR arrays (:mod:`riskmap._kernels`, numba; float64
-accumulation; villages visited in spatial order so the grid rows stay in cache).  ``mean``
-alone reads the ``(time, y, x)`` array in place; with ``max`` one transposed copy is made.
+done by one compiled pass over the CSR arrays (:mod:`riskmap._kernels`, numba on all cores;
+float32 sums over groups of 16 cells added up in float64; villages visited in spatial order so
+the grid rows stay in cache).  :func:`~riskmap.forecast.open_forecast` lays the values out
+time-fastest in memory, so the kernel reads the forecast as ``cells × time`` in place; a
+C-ordered ``(time, y, x)`` array gives the same numbers (``mean`` alone in place, with
+``max`` after one transposed copy).
+
+On the reference province (50,000 villages, 600 × 500 cells, 72 steps) a warm call — layer
+key, cached weights memory-mapped and verified, the product, the Dataset — takes a few tens of
+milliseconds (``benchmarks/bench_rainfall.py`` prints each part).
 Without numba the same numbers come from ``scipy.sparse`` (``W @ R``) and
 ``np.fmax.reduceat`` — no Python loop over villages either way.
 
