@@ -20,7 +20,13 @@ from service_data import make_region, write_forecast
 from riskmap.config import GatewaySettings, PathSettings, Settings
 from riskmap.errors import ConfigError, DataWarning
 from riskmap.lifecycle import LifecyclePolicy, decide
-from riskmap.service.config import ServiceConfig, load_service_config, validate, with_overrides
+from riskmap.service.config import (
+    ReceiverConfig,
+    ServiceConfig,
+    load_service_config,
+    validate,
+    with_overrides,
+)
 from riskmap.service.housekeeping import archive_outbox
 from riskmap.service.inbox import Inbox
 from riskmap.service.recovery import release_orphan_leases, unfinished_runs
@@ -335,3 +341,42 @@ def test_escalation_check_sends_unacknowledged_red_to_the_township_once(tmp_path
     assert {r.status for r in esc} == {"queued"} and all(r.phone == "13800000001" for r in esc)  # 李镇
     assert all("未确认" in r.text and "请立即电话叫应" in r.text for r in esc)
     svc.store.close()
+
+
+def test_stop_waits_for_the_running_cycle_then_releases_the_store(tmp_path: Path, monkeypatch) -> None:
+    import threading
+    import time
+
+    from riskmap.service.lock import holder
+    from riskmap.service.runner import Service
+
+    region = make_region(tmp_path / "region.gpkg")
+    sc = ServiceConfig(region=region, inbox=tmp_path / "inbox", out=tmp_path / "out", poll_s=0.1,
+                       settle_s=0.1, expiry_check_min=0, escalation_check_min=0,
+                       receiver=ReceiverConfig(enabled=False))
+    svc = Service(Settings(), sc)
+    started, finished = threading.Event(), []
+
+    def slow_cycle(path, source, now=None, observed=None):
+        started.set()
+        time.sleep(1.0)
+        finished.append(path.name)
+
+    monkeypatch.setattr(svc, "cycle", slow_cycle)
+    svc.start()
+    try:
+        assert holder(svc.store) is not None
+        (sc.inbox / "f1.nc").write_bytes(b"x")
+        assert started.wait(20), "the cycle started"
+    finally:
+        t0 = time.monotonic()
+        svc.stop()
+    assert finished == ["f1.nc"] and time.monotonic() - t0 > 0.5, "stop waited for the cycle"
+    assert (sc.inbox / "done" / "f1.nc").exists()
+    from riskmap.store import Store
+
+    store = Store.open(svc.db_url)
+    assert holder(store) is None
+    hb = json.loads(Path(str(store.engine.url.database) + ".serve.json").read_text())
+    assert hb["state"] == "stopped"
+    store.close()

@@ -60,8 +60,6 @@ def snapshot(svc: Any) -> dict[str, Any]:
     import socket
     from datetime import UTC, datetime
 
-    from riskmap.service.scheduler import next_runs
-
     rc = svc.receiver
     data: dict[str, Any] = {
         "state": svc.state, "pid": os.getpid(), "host": socket.gethostname(),
@@ -73,7 +71,7 @@ def snapshot(svc: Any) -> dict[str, Any]:
         "sources": svc.sources,
         "last_forecast": svc.last_forecast[0].name if svc.last_forecast else None,
         "observed": svc.observed.name if svc.observed else None,
-        "jobs": next_runs(svc.scheduler) if svc.scheduler is not None else [],
+        "jobs": list(svc.jobs),
         "dispatcher": {k: v for k, v in vars(svc.dispatcher.totals).items() if k != "errors"}
         if svc.dispatcher else {},
         "receiver": {"host": rc.host, "port": rc.port, **rc.counts} if rc else None,

@@ -71,6 +71,8 @@ class Service:
         self.state = "starting"
         self._renderer: Any = None
         self._routing: Any = None
+        self.jobs: list[dict[str, Any]] = []
+        """The scheduled jobs' next fire times, refreshed by the main thread (:meth:`refresh_jobs`)."""
 
     # -- start-up ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -101,6 +103,7 @@ class Service:
 
             self.scheduler = build_scheduler(self)
             self.scheduler.start()
+            self.refresh_jobs()
             self.state = "running"
             self.write_heartbeat()
             log.info("serve: watching %s every %g s", self.sc.inbox, self.sc.poll_s)
@@ -322,6 +325,14 @@ class Service:
                      ack.hazard)
 
     # -- observability and stop -------------------------------------------------------------------
+    def refresh_jobs(self) -> None:
+        """Copy the jobs' next fire times (main thread only: a job asking the scheduler for its jobs while
+        ``shutdown(wait=True)`` holds the job store lock would deadlock)."""
+        from riskmap.service.scheduler import next_runs
+
+        if self.scheduler is not None and not self.stopping.is_set():
+            self.jobs = next_runs(self.scheduler)
+
     def write_heartbeat(self) -> None:
         """Write the heartbeat ``riskmap status`` reads."""
         from riskmap.service.heartbeat import snapshot
@@ -379,6 +390,7 @@ def run_service(settings: Settings, sc: ServiceConfig) -> int:
         while not stop.wait(1.0):
             if svc.scheduler is None or not svc.scheduler.running:
                 raise ServiceUnavailable("serve: the scheduler stopped unexpectedly")
+            svc.refresh_jobs()
     finally:
         svc.stop()
         for s, h in old.items():

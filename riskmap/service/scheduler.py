@@ -66,7 +66,11 @@ def build_scheduler(svc: Any) -> BackgroundScheduler:
 
 
 def next_runs(sched: Any) -> list[dict[str, Any]]:
-    """Each job's id, name and next fire time (ISO 8601), soonest first."""
+    """Each job's id, name and next fire time (ISO 8601), soonest first.
+
+    Never call it from inside a job: ``shutdown(wait=True)`` holds the job store lock while it
+    waits for running jobs, and ``get_jobs`` needs that lock.
+    """
     jobs = []
     for job in sched.get_jobs():
         nxt = getattr(job, "next_run_time", None)
