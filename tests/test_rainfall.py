@@ -19,7 +19,7 @@ from exactextract import exact_extract
 from exactextract.raster import NumPyRasterSource
 
 from riskmap import _kernels
-from riskmap.errors import CoverageWarning, ForecastError, InputError
+from riskmap.errors import CoverageWarning, DataWarning, ForecastError, InputError
 from riskmap.grid import GridDef
 from riskmap.rainfall import aggregate, rainfall_table, village_rainfall
 from riskmap.weights import coverage_weights
@@ -260,3 +260,35 @@ def test_time_fastest_memory_layout_reads_without_copy_and_gives_the_same_number
         for s in stats + ("covered_fraction",):
             assert np.array_equal(a[s].values, b[s].values, equal_nan=True)
 
+
+
+def test_open_forecast_lays_values_out_time_fastest_and_everything_downstream_agrees():
+    from riskmap.forecast import open_forecast
+    from riskmap.windows import window_maxima_grid
+
+    src = forecast(nt=5, seed=21, nan_cells=[(1, 2, 2)])
+    ds = src.drop_vars("interval").to_dataset(name="precipitation")
+    ds["precipitation"].attrs.update(units="mm", standard_name="precipitation_amount")
+    with pytest.warns(DataWarning, match="1 of 108 grid cells have no data"):
+        da = open_forecast(ds, crs="EPSG:32650", interval="1h", reference_time="2026-07-01T00:00Z")
+    assert da.dims == ("time", "y", "x") and da.dtype == np.float32
+    assert da.values.transpose(1, 2, 0).flags.c_contiguous             # (cells, time) rows in memory
+    plain = da.copy(data=np.ascontiguousarray(da.values))                 # the same numbers, C order
+    assert np.array_equal(da.values, src.values, equal_nan=True)
+    rng = np.random.default_rng(8)
+    xyr = rng.uniform([0, 0, 0.3], [12, 9, 2.0], (15, 3))
+    v = villages([shapely.Point(x, y).buffer(r) for x, y, r in xyr])
+    w = coverage_weights(v, GridDef.from_dataarray(da))
+    for stats in (("mean",), ("mean", "max")):
+        a, b = village_rainfall(v, da, stats, weights=w), village_rainfall(v, plain, stats, weights=w)
+        for s in stats + ("covered_fraction",):
+            assert np.array_equal(a[s].values, b[s].values, equal_nan=True)
+    ref_mean, _ = reference(src, v)
+    got = village_rainfall(v, da, weights=w)["mean"].values
+    ok = ~np.isnan(ref_mean)
+    assert np.abs(got[ok] - ref_mean[ok]).max() <= 1e-4
+    wa, wb = window_maxima_grid(da, w, (1, 3)), window_maxima_grid(plain, w, (1, 3))
+    assert np.array_equal(wa["max"].values, wb["max"].values, equal_nan=True)
+    assert np.array_equal(wa["max_end"].values, wb["max_end"].values)
+    ta = rainfall_table(village_rainfall(v, da, weights=w))
+    pd.testing.assert_frame_equal(ta, rainfall_table(village_rainfall(v, plain, weights=w)))

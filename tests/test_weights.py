@@ -208,3 +208,27 @@ def test_cache_concurrent_writers_and_readers_never_see_half_a_file(tmp_path):
             t.join()
     assert errors == []
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_cache_load_is_memory_mapped_and_carries_its_precomputed_parts(tmp_path):
+    import pandas as pd
+
+    from riskmap.weights import codes_digest
+
+    g = GridDef.from_dataarray(grid_da())
+    v = gpd.GeoDataFrame({"code": ["330102000001", "330102000002", "330102000003"]},
+                         geometry=[shapely.box(0.2, 0.3, 2.7, 1.9), shapely.box(1, 1, 3.5, 3.5),
+                                   shapely.Point(0.5, 0.5)], crs="EPSG:32650")
+    built = cached_coverage_weights(tmp_path, v, g)
+    got = load_weights(tmp_path, v, g)
+    assert got is not None and not got.matrix.indptr.flags.writeable      # views of the mapped file
+    assert np.array_equal(got.order, built.order) and np.array_equal(got.rowsum, built.rowsum)
+    assert got.codes_digest == built.codes_digest == codes_digest(v["code"])
+    assert got.codes_index.tolist() == v["code"].tolist()
+    # the same codes give the same digest whatever holds them; the layer key does not depend on it
+    assert codes_digest(v["code"].astype(object)) == codes_digest(v["code"].to_numpy().astype(str)) \
+        == codes_digest(list(v["code"])) == got.codes_digest
+    as_object = v.assign(code=pd.Series(list(v["code"]), dtype=object))
+    assert village_layer_key(as_object) == village_layer_key(v)
+    assert got.select(v["code"]) is got and got.select(as_object["code"]) is got
+    assert got.select(["330102000003", "330102000001"]).codes.tolist() == ["330102000003", "330102000001"]
