@@ -510,3 +510,25 @@ def test_bad_store_urls_are_bad_input():
     for plain in ("postgres://riskmap:secret@127.0.0.1:9/none", "postgresql://riskmap:secret@127.0.0.1:9/none"):
         with pytest.raises(ServiceUnavailable):  # understood, with the installed driver; the port is closed
             Store.open(plain)
+
+
+def test_a_delivery_report_before_the_acceptance_is_not_overwritten(tmp_path) -> None:
+    from datetime import UTC, datetime
+
+    from riskmap.store import OutboxRow, RunMeta, Store, run_key
+
+    store = Store.open(tmp_path / "s.sqlite")
+    at = datetime(2026, 7, 1, tzinfo=UTC)
+    meta = RunMeta(now=at, source="test")
+    rid = run_key(meta)
+    store.begin_run(rid, meta, at=at)
+    store.queue(rid, [OutboxRow(idempotency_key="k1", phone="13800000001", text="测试", contact_name="甲",
+                                    role="village_head", village_code="469900100201", hazard="rainstorm",
+                                    level=4, segments=1, change_key="c1")], at)
+    (rec,) = store.lease(at, limit=10)
+    store.mark(rec.id, "delivered", at)  # the report raced ahead of the dispatcher
+    store.mark(rec.id, "sent", at, gateway_id="gw-1")
+    store.mark_many([{"id": rec.id, "status": "sent"}], at)
+    (row,) = store.outbox(run_id=rid)
+    assert row.status == "delivered" and row.gateway_id == "gw-1"
+    store.close()

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, bindparam, func, or_, select, update
+from sqlalchemy import Engine, and_, bindparam, case, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from riskmap.errors import StoreError
@@ -29,6 +29,12 @@ def _record(row: Any) -> OutboxRecord:
     m = row._mapping
     return OutboxRecord(**{k: m[k] for k in _FIELDS})
 
+
+
+def _keep_delivered(new: Any) -> Any:
+    """The new status, except that a message already ``delivered`` (a delivery report can arrive before
+    the dispatcher records the gateway's acceptance) is never moved back to ``sent``."""
+    return case((and_(t.outbox.c.status == "delivered", new == "sent"), t.outbox.c.status), else_=new)
 
 class OutboxMixin:
     """Outbox methods of :class:`~riskmap.store.Store`."""
@@ -72,8 +78,9 @@ class OutboxMixin:
         """Set a message's status (``sent``, ``failed`` with a retry time, ``delivered`` …)."""
         if status not in OUTBOX_STATUSES:
             raise StoreError(f"store: unknown outbox status {status!r} (known: {', '.join(OUTBOX_STATUSES)})")
-        values: dict[str, Any] = {"status": status, "updated_at": at, "lease_until": None,
-                                  "next_attempt_at": next_attempt_at, "last_error": error}
+        values: dict[str, Any] = {"status": _keep_delivered(literal(status)), "updated_at": at,
+                                  "lease_until": None, "next_attempt_at": next_attempt_at,
+                                  "last_error": error}
         if gateway_id:
             values["gateway_id"] = gateway_id
         with guard(f"{self.url} mark {outbox_id}"), self.engine.begin() as conn:
@@ -93,7 +100,8 @@ class OutboxMixin:
                  "m_error": m.get("error") or "", "m_next": m.get("next_attempt_at"), "m_at": at}
                 for m in marks]
         stmt = (update(t.outbox).where(t.outbox.c.id == bindparam("m_id"))
-                .values(status=bindparam("m_status"), updated_at=bindparam("m_at"), lease_until=None,
+                .values(status=_keep_delivered(bindparam("m_status")), updated_at=bindparam("m_at"),
+                        lease_until=None,
                         next_attempt_at=bindparam("m_next"), last_error=bindparam("m_error"),
                         gateway_id=func.coalesce(func.nullif(bindparam("m_gw"), ""), t.outbox.c.gateway_id)))
         with guard(f"{self.url} mark_many"), self.engine.begin() as conn:
