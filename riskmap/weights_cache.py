@@ -95,14 +95,19 @@ def village_layer_key(villages: Any) -> str:
     return h.hexdigest()
 
 
-_POOL: list[ThreadPoolExecutor] = []
+_POOL: dict[int, ThreadPoolExecutor] = {}
 
 
 def _helper() -> ThreadPoolExecutor:
-    """One helper thread for :func:`village_layer_key` (created on first use)."""
-    if not _POOL:
-        _POOL.append(ThreadPoolExecutor(1, thread_name_prefix="riskmap-layer-key"))
-    return _POOL[0]
+    """One helper thread for :func:`village_layer_key` per process (created on first use).
+
+    Keyed by process id: a forked child does not inherit the parent's threads, so it gets its own.
+    """
+    pid = os.getpid()
+    if pid not in _POOL:
+        _POOL.clear()
+        _POOL[pid] = ThreadPoolExecutor(1, thread_name_prefix="riskmap-layer-key")
+    return _POOL[pid]
 
 
 def _structure(geoms: np.ndarray) -> np.ndarray:

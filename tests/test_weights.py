@@ -232,3 +232,12 @@ def test_cache_load_is_memory_mapped_and_carries_its_precomputed_parts(tmp_path)
     assert village_layer_key(as_object) == village_layer_key(v)
     assert got.select(v["code"]) is got and got.select(as_object["code"]) is got
     assert got.select(["330102000003", "330102000001"]).codes.tolist() == ["330102000003", "330102000001"]
+
+
+def test_layer_key_works_in_a_forked_child_after_the_parent_used_it():
+    import multiprocessing as mp
+
+    v = villages([shapely.box(0, 0, 2, 2), shapely.box(2, 0, 4, 3)])
+    key = village_layer_key(v)                 # the parent's helper thread exists now
+    with mp.get_context("fork").Pool(1) as pool:
+        assert pool.apply_async(village_layer_key, (v,)).get(timeout=60) == key
