@@ -203,7 +203,11 @@ def index_from_buffers(offsets: np.ndarray, data: np.ndarray) -> pd.Index:
 
     arr = pa.Array.from_buffers(pa.large_string(), len(offsets) - 1,
                                 [None, pa.py_buffer(offsets), pa.py_buffer(data)])
-    return pd.Index(pd.array(arr, dtype=pd.StringDtype("pyarrow", na_value=np.nan)))
+    try:            # pandas ≥ 2.3: the default "str" dtype, backed by these buffers
+        dtype = pd.StringDtype("pyarrow", na_value=np.nan)
+    except TypeError:  # pragma: no cover - older pandas: an object Index (one copy)
+        return pd.Index(arr.to_pylist(), dtype=object)
+    return pd.Index(pd.array(arr, dtype=dtype))
 
 
 def codes_digest(codes: Any) -> bytes:
@@ -221,7 +225,7 @@ def codes_digest(codes: Any) -> bytes:
     off, data = codes_buffers(codes)
     h = hashlib.sha1(usedforsecurity=False)
     h.update(np.diff(off).tobytes())
-    h.update(memoryview(data))
+    h.update(np.ascontiguousarray(data).data)
     return h.digest()
 
 
