@@ -98,7 +98,7 @@ def escalation_rows(unacked: Sequence[Any], officers: Iterable[Any], village_nam
                 phone=str(o.phone), text=text, contact_name=str(o.name), role="escalation",
                 village_code=str(rec.village_code), hazard=str(rec.hazard), level=int(rec.level),
                 segments=sms.count_segments(text), change_key=f"escalate-{rec.id}", status="queued",
-                drill=bool(rec.drill)))
+                drill=bool(rec.drill), kind="escalation"))
             log.info("escalation: outbox %s (%s, %s) not acknowledged → %s %s", rec.id, rec.village_code,
                      mask(str(rec.phone)), esc.to_role, mask(str(o.phone)))
     return rows

@@ -39,6 +39,13 @@ def render(r: Recipient, ts: TemplateSet, *, signature: str, issuer: str, issued
     return ts.render_warning(**common, place=r.place, items=items, shelter=r.shelter)
 
 
+def _kind(r: Recipient) -> str:
+    """The outbox ``kind``: ``repeat`` for a warning that only repeats still-active warnings."""
+    if r.kind == "warning" and r.alerts and all(a.kind == "repeat" for a in r.alerts):
+        return "repeat"
+    return r.kind
+
+
 def outbox_rows(recipients: Iterable[Recipient], ts: TemplateSet, routing: Routing, *, run_id: str,
                 signature: str, issuer: str, issued_at: datetime) -> list[OutboxRow]:
     """Rendered outbox rows for a run, ready for :meth:`riskmap.store.Store.commit_decision`.
@@ -59,5 +66,5 @@ def outbox_rows(recipients: Iterable[Recipient], ts: TemplateSet, routing: Routi
             idempotency_key=outbox_key(run_id, change, r.phone, "sms"), phone=r.phone, text=text,
             contact_name=r.name, role=",".join(r.roles), village_code=top.village_code if top else "",
             hazard=top.hazard if top else "", level=r.level, segments=sms.count_segments(text),
-            change_key=change, status="held" if held else "queued", drill=r.drill))
+            change_key=change, status="held" if held else "queued", drill=r.drill, kind=_kind(r)))
     return rows

@@ -88,7 +88,8 @@ def count(store: Store, table) -> int:
 
 def test_sequence_through_the_store(store):
     d, c = cycle(store, levels((V1, 1), at=h(0)), h(0))
-    assert [ch.kind for ch in d.changes] == ["issue"] and c == {"events": 1, "outbox": 1, "cap": 0}
+    assert [ch.kind for ch in d.changes] == ["issue"]
+    assert c == {"events": 1, "outbox": 1, "cap": 0, "superseded": 0}
     cycle(store, levels((V1, 3), at=h(1)), h(1))
     cycle(store, levels((V1, 1), at=h(2)), h(2))
     w = store.current_warnings()[(V1, "rainstorm")]
@@ -310,7 +311,7 @@ def test_drill_run_writes_messages_but_never_changes_warnings(store):
     cap = CapRow("46990011000100_20260701090000_7", "Update", "Exercise", h(1), (V1,), "rainstorm",
                  "<alert/>")
     counts = store.commit_decision(rid, d, rows, [cap])
-    assert counts == {"events": 1, "outbox": 1, "cap": 1}
+    assert counts == {"events": 1, "outbox": 1, "cap": 1, "superseded": 0}
     assert store.current_warnings() == before
     assert [(e.kind, e.drill) for e in store.history(V1)] == [("issue", False), ("escalate", True)]
     assert store.outbox(run_id=rid)[0].drill

@@ -62,6 +62,8 @@ def _duration(seconds: float) -> str:
 @click.option("--pending", "status", flag_value="pending", help="Queued, leased or waiting to retry.")
 @click.option("--failed", "status", flag_value="failed", help="Failed (permanently or awaiting retry).")
 @click.option("--held", "status", flag_value="held", help="Held for approval (riskmap approve).")
+@click.option("--superseded", "status", flag_value="superseded",
+              help="Not sent: a later message to the same phone replaced it.")
 @click.option("--run", "run", default=None, metavar="RUN", help="Only this run (id or its first characters).")
 @click.option("--limit", "limit", type=click.IntRange(min=1), default=200, show_default=True,
               help="Show at most this many (the newest).")

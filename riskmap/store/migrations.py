@@ -14,9 +14,9 @@ Examples
 >>> from sqlalchemy import create_engine
 >>> engine = create_engine("sqlite://")
 >>> migrate(engine)
-1
+2
 >>> migrate(engine)  # idempotent
-1
+2
 """
 
 from __future__ import annotations
@@ -57,7 +57,20 @@ def _v1(conn: Connection) -> None:
         _append_only(conn, table)
 
 
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1}
+def _v2(conn: Connection) -> None:
+    """Schema v2: ``outbox.kind`` (warning, repeat, summary, all_clear, escalation) and an index on
+    ``outbox.phone``, so a new message can supersede an older pending one to the same phone.
+
+    ``_v1`` creates the tables from the current :mod:`~riskmap.store.tables`, so a database created
+    from scratch already has both: each step is skipped when present.
+    """
+    cols = {c["name"] for c in inspect(conn).get_columns("outbox")}
+    if "kind" not in cols:
+        conn.execute(text("ALTER TABLE outbox ADD COLUMN kind VARCHAR(16) NOT NULL DEFAULT 'warning'"))
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_outbox_phone ON outbox (phone)"))
+
+
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1, 2: _v2}
 """Version -> migration function; the highest key is the version this riskmap writes."""
 CURRENT = max(MIGRATIONS)
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, bindparam, case, func, literal, or_, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, case, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from riskmap.errors import StoreError
@@ -21,7 +21,10 @@ from riskmap.store import tables as t
 from riskmap.store.db import guard, insert_ignore
 from riskmap.store.records import OutboxRecord, OutboxRow, row_dict
 
-OUTBOX_STATUSES = ("queued", "held", "leased", "sent", "delivered", "failed")
+OUTBOX_STATUSES = ("queued", "held", "leased", "sent", "delivered", "failed", "superseded")
+RETRY_BEFORE = datetime(9000, 1, 1, tzinfo=UTC)
+"""A ``failed`` message whose next attempt is before this awaits a retry (the dispatcher parks a
+permanent failure at year 9999)."""
 _FIELDS = [f for f in OutboxRecord.__dataclass_fields__]
 
 
@@ -35,6 +38,50 @@ def _keep_delivered(new: Any) -> Any:
     """The new status, except that a message already ``delivered`` (a delivery report can arrive before
     the dispatcher records the gateway's acceptance) is never moved back to ``sent``."""
     return case((and_(t.outbox.c.status == "delivered", new == "sent"), t.outbox.c.status), else_=new)
+
+def supersede(conn: Connection, run_id: str, rows: Sequence[Mapping[str, Any]], at: datetime) -> int:
+    """Mark older pending messages that ``rows`` (a run's new messages) make obsolete ``superseded``.
+
+    Runs inside the transaction that inserts ``rows``.  An older message to the same phone, from
+    another run, still ``queued``, ``held`` or ``failed`` awaiting a retry (never a leased, sent or
+    delivered one), with the same drill flag, is superseded by a new
+
+    - ``warning``/``repeat``: a ``warning``/``repeat`` of a lower level, or of the same level about the
+      same village and hazard;
+    - ``summary``: a ``summary`` of a lower or the same level;
+    - ``all_clear``: a ``warning``/``repeat`` about the same village and hazard (the warning ended).
+
+    Escalations are never superseded.  Returns how many messages were superseded.
+    """
+    o = t.outbox.c
+    # plain comparisons: IN (…) renders as an expanding parameter, which executemany refuses
+    pending = or_(o.status == "queued", o.status == "held",
+                  and_(o.status == "failed", o.next_attempt_at.is_not(None),
+                       o.next_attempt_at < RETRY_BEFORE))
+    same = and_(o.village_code == bindparam("s_village"), o.hazard == bindparam("s_hazard"))
+    base = and_(o.phone == bindparam("s_phone"), o.run_id != run_id, o.drill == bindparam("s_drill"), pending)
+    lower = or_(o.level < bindparam("s_level"), and_(o.level == bindparam("s_level"), same))
+    warnings = or_(o.kind == "warning", o.kind == "repeat")
+    by_kind = {"warning": and_(warnings, lower), "repeat": and_(warnings, lower),
+               "summary": and_(o.kind == "summary", o.level <= bindparam("s_level")),
+               "all_clear": and_(warnings, same)}
+    marker = f"superseded by run {run_id}"
+    n = 0
+    for kind, cond in by_kind.items():
+        params = [{"s_phone": r["phone"], "s_drill": bool(r.get("drill", False)),
+                   "s_level": int(r.get("level", 0)), "s_village": r.get("village_code", ""),
+                   "s_hazard": r.get("hazard", "")}
+                  for r in rows if r.get("kind", "warning") == kind]
+        if not params:
+            continue
+        stmt = (update(t.outbox).where(base, cond)
+                .values(status="superseded", updated_at=at, next_attempt_at=None, last_error=marker))
+        conn.execute(stmt, params)
+    if any(r.get("kind", "warning") in by_kind for r in rows):
+        n = int(conn.execute(select(func.count()).select_from(t.outbox)
+                             .where(o.status == "superseded", o.last_error == marker)).scalar() or 0)
+    return n
+
 
 class OutboxMixin:
     """Outbox methods of :class:`~riskmap.store.Store`."""

@@ -98,6 +98,9 @@ class OutboxRow:
     """``queued``, or ``held`` when it waits for an approval."""
     drill: bool = False
     next_attempt_at: datetime | None = None
+    kind: str = "warning"
+    """``warning``, ``repeat``, ``summary``, ``all_clear`` or ``escalation``: which older pending
+    messages this one supersedes (see :func:`riskmap.store.outbox.supersede`)."""
 
 
 @dataclass(frozen=True)

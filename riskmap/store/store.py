@@ -18,7 +18,7 @@ Examples
 >>> run.status
 'started'
 >>> store.commit_decision(run.id, decide({}, None, meta.now, LifecyclePolicy()))
-{'events': 0, 'outbox': 0, 'cap': 0}
+{'events': 0, 'outbox': 0, 'cap': 0, 'superseded': 0}
 >>> store.begin_run(run.id, meta) is None       # done already: nothing to do
 True
 >>> oct(db.stat().st_mode & 0o777)
@@ -46,7 +46,7 @@ from riskmap.lifecycle import Change, Decision, Key, Silence, WarningState
 from riskmap.store import tables as t
 from riskmap.store.db import guard, insert_ignore
 from riskmap.store.migrations import migrate
-from riskmap.store.outbox import OutboxMixin
+from riskmap.store.outbox import OutboxMixin, supersede
 from riskmap.store.records import CapRow, EventRecord, OutboxRow, RunMeta, RunRecord, row_dict
 
 _STATE_FIELDS = [f.name for f in dataclasses.fields(WarningState)]
@@ -206,7 +206,8 @@ class Store(OutboxMixin):
         One transaction: on any error nothing is written (the run stays ``started``; call
         :meth:`fail_run`).  A run already done writes nothing.  Returns counts of new rows.
         A drill run (``RunMeta.drill``) writes its events (flagged), outbox and CAP rows but never
-        changes the stored warnings.
+        changes the stored warnings.  Older pending messages the new ones make obsolete are marked
+        ``superseded`` in the same transaction (:func:`riskmap.store.outbox.supersede`).
         """
         at = at or _clock()
         outbox = [row_dict(r) for r in outbox_rows]
@@ -218,7 +219,7 @@ class Store(OutboxMixin):
             if run is None:
                 raise StoreError(f"store {self.url}: commit for unknown run {run_id!r}; call begin_run first")
             if run.status == "done":
-                return {"events": 0, "outbox": 0, "cap": 0}
+                return {"events": 0, "outbox": 0, "cap": 0, "superseded": 0}
             drill = bool(run.drill)
             if not drill:  # a drill exercises messages; it never changes the office's warnings
                 self._write_states(conn, run_id, decision, at)
@@ -229,6 +230,7 @@ class Store(OutboxMixin):
             n_ev = insert_ignore(conn, t.events, ev, "key")
             ob = [{**r, "run_id": run_id, "created_at": at, "updated_at": at} for r in outbox]
             n_ob = insert_ignore(conn, t.outbox, ob, "idempotency_key")
+            n_sup = supersede(conn, run_id, ob, at) if ob else 0
             n_cap = insert_ignore(conn, t.cap_messages, [_cap_row(c, run_id, at) for c in caps], "identifier")
             links = [{"k_code": code, "k_hazard": c.hazard, "cap_identifier": c.identifier,
                       "cap_sent": c.sent} for c in caps for code in c.village_codes]
@@ -240,7 +242,7 @@ class Store(OutboxMixin):
                              links)
             conn.execute(update(t.runs).where(t.runs.c.id == run_id).values(
                 status="done", finished_at=at, duration_s=(at - run.started_at).total_seconds()))
-            return {"events": n_ev, "outbox": n_ob, "cap": n_cap}
+            return {"events": n_ev, "outbox": n_ob, "cap": n_cap, "superseded": n_sup}
 
     @staticmethod
     def _write_states(conn: Connection, run_id: str, decision: Decision, at: datetime) -> None:

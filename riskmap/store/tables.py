@@ -184,7 +184,7 @@ outbox = Table(
     Column("change_key", String(64), nullable=False, default=""),
     Column("channel", String(16), nullable=False, default="sms"),
     Column("contact_name", String(200), nullable=False, default=""),
-    Column("phone", String(32), nullable=False),
+    Column("phone", String(32), nullable=False, index=True),  # index: v2 (supersede by phone)
     Column("role", String(32), nullable=False, default=""),
     Column("village_code", String(12), nullable=False, default=""),
     Column("hazard", String(32), nullable=False, default=""),
@@ -200,6 +200,8 @@ outbox = Table(
     Column("drill", Boolean, nullable=False, default=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # v2: warning, repeat, summary, all_clear or escalation (what may supersede what)
+    Column("kind", String(16), nullable=False, default="warning", server_default="warning"),
 )
 
 receipts = Table(
