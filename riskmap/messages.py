@@ -36,7 +36,8 @@ def render(r: Recipient, ts: TemplateSet, *, signature: str, issuer: str, issued
         return ts.render_all_clear(**common, place=r.place, hazards=[a.hazard for a in r.items()])
     items = [Item(a.hazard, Level(a.level), a.window_start, a.window_end, a.rain_mm, a.action)
              for a in r.items()]
-    return ts.render_warning(**common, place=r.place, items=items, shelter=r.shelter)
+    repeat = bool(r.alerts) and all(a.kind == "repeat" for a in r.alerts)
+    return ts.render_warning(**common, place=r.place, items=items, shelter=r.shelter, repeat=repeat)
 
 
 def _kind(r: Recipient) -> str:

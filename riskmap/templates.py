@@ -61,6 +61,8 @@ TEMPLATE_NAMES = ("warning", "summary", "all_clear")
 OPTIONAL_TEMPLATES = ("escalation",)
 """Templates a file may add (``escalation``: see :mod:`riskmap.escalation`)."""
 FRAGMENT_NAMES = ("shelter_text", "others_text", "internal_text", "other_item", "count_item")
+OPTIONAL_FRAGMENTS = {"repeat_text": {"zh-CN": "预警持续,", "en-US": "Still in force: "}}
+"""Fragments a file may set, defaults by language (``repeat_text``: before the action of a repeat)."""
 _FIELDS = {
     "warning": {"signature", "issuer", "time", "hazard", "color", "grade", "severity", "place", "window",
                 "rain", "action", "shelter_text", "others_text"},
@@ -71,6 +73,7 @@ _FIELDS = {
     "internal_text": {"internal"},
     "other_item": {"hazard", "color", "grade"},
     "count_item": {"n", "color", "grade"},
+    "repeat_text": set(),
     "window": {"start", "end"},
     "escalation": {"signature", "place", "role", "name", "hazard", "color", "grade", "sent"},
 }
@@ -179,8 +182,10 @@ class TemplateSet:
 
     # -- messages ---------------------------------------------------------------------------------
     def render_warning(self, *, signature: str, issuer: str, issued_at: datetime, place: str,
-                       items: Sequence[Item], shelter: str = "", drill: bool = False) -> str:
-        """One warning message; ``items`` merged, the highest level (first hazard on ties) in the header."""
+                       items: Sequence[Item], shelter: str = "", drill: bool = False,
+                       repeat: bool = False) -> str:
+        """One warning message; ``items`` merged, the highest level (first hazard on ties) in the header;
+        ``repeat``: it repeats still-active warnings (``repeat_text``, e.g. 预警持续, before the action)."""
         if not items:
             raise ValueError("render_warning needs at least one item")
         ordered = sorted(items, key=lambda i: -int(i.level))
@@ -197,7 +202,7 @@ class TemplateSet:
             hazard=self.hazard_name(top.hazard), color=self.color(lv), grade=lv.grade,
             severity=self.severity(lv),
             place=clean_name(place), window=self.window(top.window_start, top.window_end), rain=rain or "-",
-            action=self.action(top),
+            action=(self.fragments.get("repeat_text", "") if repeat else "") + self.action(top),
             others_text=self._fragment("others_text", others=others) if others else "",
             shelter_text=self._fragment("shelter_text", shelter=shelter) if shelter else "")
         return self._finish("warning", text, drill)
@@ -292,9 +297,12 @@ def _language(data: Mapping[str, Any], lang: str, src: str, default_budget: int,
     for name in FRAGMENT_NAMES:
         frags[name] = _str(fragments.get(name), f"{where}.fragments.{name}")
         _placeholders(frags[name], f"{where}: fragment '{name}'", _FIELDS[name])
+    for name, defaults in OPTIONAL_FRAGMENTS.items():
+        frags[name] = _str(fragments.get(name, defaults[lang]), f"{where}.fragments.{name}")
+        _placeholders(frags[name], f"{where}: fragment '{name}'", _FIELDS[name])
     for name in fragments:
-        if name not in FRAGMENT_NAMES:
-            known = ", ".join(FRAGMENT_NAMES)
+        if name not in (*FRAGMENT_NAMES, *OPTIONAL_FRAGMENTS):
+            known = ", ".join((*FRAGMENT_NAMES, *OPTIONAL_FRAGMENTS))
             raise RuleError(f"{where}.fragments: unknown fragment {name!r} (known: {known})")
     return TemplateSet(src, lang, budgets, texts, frags, hazards, actions, hazard_actions, window,
                        str(data.get("separator", "、")), drill, tz)
@@ -316,6 +324,8 @@ def _check(ts: TemplateSet, sample: Mapping[str, str]) -> None:
         rendered = {
             "warning": ts.render_warning(**base, place=s.get("place", ""), items=items,
                                          shelter=s.get("shelter", ""), drill=True),
+            "repeat": ts.render_warning(  # never in a drill (riskmap.render repeats real warnings only)
+                **base, place=s.get("place", ""), items=items, shelter=s.get("shelter", ""), repeat=True),
             "summary": ts.render_summary(**base, area=s.get("area", ""), drill=True,
                                          counts={4: 188, 3: 188, 2: 188, 1: 188},
                                          internal=int(s.get("internal", 12))),
@@ -329,11 +339,13 @@ def _check(ts: TemplateSet, sample: Mapping[str, str]) -> None:
                 sent="(28日20时00分发送)")
         storm = ts.render_warning(**base, place=s.get("place", ""),
                                   items=[Item("rainstorm", Level.RED, t0, t0)])
-    for name, text in rendered.items():
+    for what, text in rendered.items():
+        name = "warning" if what == "repeat" else what
         n = sms.count_segments(text)
         if n > ts.budgets[name]:
+            how = "as a repeat (repeat_text)" if what == "repeat" else "(and drill prefix)"
             raise RuleError(f"{ts.source}: template {ts.language}/{name} takes {n} SMS parts with the sample "
-                            f"values (and drill prefix), over its budget of {ts.budgets[name]} "
+                            f"values {how}, over its budget of {ts.budgets[name]} "
                             f"({sms.length(text)} characters): shorten it or raise 'budget'")
     if _MET_SIGNAL.search(storm) or (ts.language == "zh-CN" and "风险" not in ts.hazard_name("rainstorm")):
         raise RuleError(f"{ts.source}: template {ts.language}/warning: the rainstorm warning reads like the "

@@ -46,9 +46,13 @@ from riskmap.service.faults import fault_point  # fault injection (#7)
 from riskmap.store.records import CapRow, OutboxRow, RunMeta, run_key
 from riskmap.store.store import Store
 
-Render = Callable[[str, Decision, Mapping[Key, WarningState]],
-                  tuple[Sequence[OutboxRow | Mapping[str, Any]], Sequence[CapRow]]]
-"""``render(run_id, decision, previous_states) -> (outbox_rows, cap_rows)``."""
+Render = Callable[..., tuple[Sequence[OutboxRow | Mapping[str, Any]], Sequence[CapRow]]]
+"""``render(run_id, decision, previous_states) -> (outbox_rows, cap_rows)``.
+
+A renderer whose attribute ``repeats`` is true (:class:`riskmap.render.Renderer`) is called by
+:func:`apply_run` with the keywords ``now`` (the run's), ``last_sent`` (:meth:`Store.last_sent`,
+read before the run's transaction like ``previous``) and ``levels``, to repeat still-active
+warnings after their interval."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +81,11 @@ def apply_run(store: Store, meta: RunMeta, levels: pd.DataFrame | None, policy: 
         previous = store.current_warnings()
         decision = decide(previous, levels, meta.now, policy, silences=store.silences(meta.now),
                           last_run_at=store.last_run_at())
-        outbox, caps = render(rid, decision, previous)
+        if getattr(render, "repeats", False):
+            outbox, caps = render(rid, decision, previous, now=meta.now, levels=levels,
+                                  last_sent=store.last_sent(drill=meta.drill))
+        else:
+            outbox, caps = render(rid, decision, previous)
         fault_point("before-commit")  # fault point (#7)
         counts = store.commit_decision(rid, decision, outbox, caps, at=at)
     except BaseException as exc:

@@ -214,6 +214,21 @@ class OutboxMixin:
         with guard(f"{self.url} outbox"), self.engine.connect() as conn:
             return [_record(r) for r in conn.execute(q)]
 
+    def last_sent(self, drill: bool = False) -> dict[tuple[str, str], datetime]:
+        """The ``now`` of the last run that queued a warning or repeat about each ``(village_code, hazard)``.
+
+        Measured in run time (``runs.now``), not wall-clock time, so it compares with a run's ``now``.
+        Counts every message of kind ``warning``/``repeat`` whatever its status (a queued or held one
+        will be sent; a superseded one was replaced by a newer message).
+        """
+        o = t.outbox.c
+        q = (select(o.village_code, o.hazard, func.max(t.runs.c.now).label("at"))
+             .join_from(t.outbox, t.runs, t.runs.c.id == o.run_id)
+             .where(or_(o.kind == "warning", o.kind == "repeat"), o.drill == drill, o.village_code != "")
+             .group_by(o.village_code, o.hazard))
+        with guard(f"{self.url} last_sent"), self.engine.connect() as conn:
+            return {(r.village_code, r.hazard): r.at for r in conn.execute(q)}
+
     def receipts(self, outbox_id: int) -> list[dict[str, Any]]:
         """Receipts of one message, oldest first."""
         with guard(f"{self.url} receipts"), self.engine.connect() as conn:

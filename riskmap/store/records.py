@@ -163,3 +163,5 @@ class OutboxRecord:
     next_attempt_at: datetime | None
     gateway_id: str
     drill: bool
+    kind: str = "warning"
+    """``warning``, ``repeat``, ``summary``, ``all_clear`` or ``escalation`` (schema v2)."""
