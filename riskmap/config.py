@@ -23,6 +23,9 @@ riskmap.errors.ConfigError: riskmap.toml: unknown key 'office.isuer' (known: are
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
+import re
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -103,6 +106,32 @@ class GatewaySettings:
     password_env: str = "RISKMAP_GATEWAY_PASSWORD"
     sender_id: str = "106900000000"
     rate_per_s: float = 50.0
+    # -- kind = "http": a generic aggregator (riskmap.gateways.http; placeholders are listed there) --
+    http_method: str = "POST"
+    """GET, POST or PUT."""
+    http_body: str = '{"phone": "{phone}", "text": "{text}"}'
+    """The request body as a JSON object whose string values are templates ({phone}, {text}, {id} …)."""
+    http_body_format: str = "json"
+    """json, or form (url-encoded; the query string for GET)."""
+    http_headers: tuple[str, ...] = ()
+    """Extra headers, each ``"Name: template"``."""
+    http_credentials: tuple[str, ...] = ()
+    """Each ``"placeholder=ENV_VAR"``: the value of the environment variable fills ``{placeholder}``."""
+    http_signature_env: str = ""
+    """Environment variable holding the HMAC key; empty: no signature."""
+    http_signature_header: str = "X-Signature"
+    http_signature_message: str = "{timestamp}{nonce}{body}"
+    http_signature_algorithm: str = "sha256"
+    http_signature_encoding: str = "hex"
+    """hex or base64."""
+    http_success_field: str = ""
+    """Dotted path of the answer's JSON result code; empty: any 2xx is success."""
+    http_success_value: str = ""
+    http_id_field: str = ""
+    """Dotted path of the message id in the JSON answer."""
+    http_transient_codes: tuple[str, ...] = ()
+    """Result codes that mean 'try again later'."""
+    http_timeout_s: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -208,6 +237,7 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"{src}: 'rainfall.day_boundary' must be HH:MM, got {s.rainfall.day_boundary!r}")
     if s.gateway.kind not in ("file", "kannel", "smpp", "http"):
         raise ConfigError(f"{src}: 'gateway.kind' must be file, kannel, smpp or http, got {s.gateway.kind!r}")
+    _validate_http(s.gateway, src)
     bad = [lang for lang in s.cap.languages if lang not in ("zh-CN", "en-US")]
     if bad:
         raise ConfigError(f"{src}: 'cap.languages' may hold zh-CN and en-US, got {bad[0]!r}")
@@ -215,6 +245,48 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"{src}: 'lifecycle.hold_runs' must be >= 0 and 'lifecycle.manual_validity_h' > 0")
     if any(h < 0 for h in s.lifecycle.hold_h):
         raise ConfigError(f"{src}: 'lifecycle.hold_h' must not be negative")
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def http_body(gw: GatewaySettings, src: str = "<settings>") -> dict[str, Any]:
+    """``gateway.http_body`` parsed: a JSON object (its string values are templates)."""
+    try:
+        body = json.loads(gw.http_body)
+    except ValueError as exc:
+        raise ConfigError(f"{src}: 'gateway.http_body' is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ConfigError(f"{src}: 'gateway.http_body' must be a JSON object, got {gw.http_body!r}")
+    return body
+
+
+def _validate_http(gw: GatewaySettings, src: str) -> None:
+    method, fmt = gw.http_method.upper(), gw.http_body_format
+    if method not in ("GET", "POST", "PUT"):
+        raise ConfigError(f"{src}: 'gateway.http_method' must be GET, POST or PUT, got {gw.http_method!r}")
+    if fmt not in ("json", "form") or (method == "GET" and fmt != "form"):
+        raise ConfigError(f"{src}: 'gateway.http_body_format' must be json or form (form for GET), "
+                          f"got {fmt!r}")
+    http_body(gw, src)
+    for h in gw.http_headers:
+        if not h.partition(":")[0].strip() or ":" not in h:
+            raise ConfigError(f"{src}: 'gateway.http_headers' items must be 'Name: value', got {h!r}")
+    for c in gw.http_credentials:
+        name, _, env = c.partition("=")
+        if not (_ENV_NAME.fullmatch(name.strip()) and _ENV_NAME.fullmatch(env.strip())):
+            raise ConfigError(f"{src}: 'gateway.http_credentials' items must be 'placeholder=ENV_VAR' "
+                              f"(the name of an environment variable, never the secret), got {c!r}")
+    if gw.http_signature_env and not _ENV_NAME.fullmatch(gw.http_signature_env):
+        raise ConfigError(f"{src}: 'gateway.http_signature_env' must name an environment variable, "
+                          f"got {gw.http_signature_env!r}")
+    if gw.http_signature_algorithm not in hashlib.algorithms_available:
+        raise ConfigError(f"{src}: 'gateway.http_signature_algorithm' {gw.http_signature_algorithm!r} is "
+                          "not a known hash (e.g. sha256, md5)")
+    if gw.http_signature_encoding not in ("hex", "base64"):
+        raise ConfigError(f"{src}: 'gateway.http_signature_encoding' must be hex or base64")
+    if gw.http_timeout_s <= 0:
+        raise ConfigError(f"{src}: 'gateway.http_timeout_s' must be > 0")
 
 
 SERVICE_SECTIONS = ("service",)

@@ -34,6 +34,9 @@ def make_gateway(gs: GatewaySettings, out_dir: str | Path = ".", dlr_url: str = 
     ``gs.username`` with the password from the environment variable
     ``gs.password_env``; ``dlr_url`` (with ``{id}``) is where delivery reports go.
     ``smpp`` binds to ``gs.url`` = ``smpp://HOST:PORT`` as ``gs.username`` (system id).
+    ``http`` posts to the aggregator at ``gs.url`` as the ``http_*`` settings say
+    (:meth:`~riskmap.gateways.http.HttpGatewayConfig.from_settings`); credentials and the signature
+    key come from the environment variables they name.
     """
     if gs.kind == "file":
         from riskmap.gateways.file import FileGateway
@@ -58,5 +61,8 @@ def make_gateway(gs: GatewaySettings, out_dir: str | Path = ".", dlr_url: str = 
         if gs.password_env not in os.environ:
             raise ConfigError(f"gateway: environment variable {gs.password_env} (SMPP password) is not set")
         return SmppGateway(u.hostname, u.port, gs.username, os.environ[gs.password_env], sender=gs.sender_id)
-    raise ConfigError(f"gateway.kind {gs.kind!r}: the http gateway needs its own settings (body template, "
-                      "signature); build riskmap.gateways.http.HttpGateway directly")
+    if gs.kind == "http":
+        from riskmap.gateways.http import HttpGateway, HttpGatewayConfig
+
+        return HttpGateway(HttpGatewayConfig.from_settings(gs))
+    raise ConfigError(f"gateway.kind {gs.kind!r}: must be file, kannel, smpp or http")

@@ -42,6 +42,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from riskmap.config import GatewaySettings, http_body
 from riskmap.errors import ConfigError
 from riskmap.gateways.base import OutgoingSms, SendResult, mask
 
@@ -78,6 +79,29 @@ class HttpGatewayConfig:
     transient_codes: tuple[str, ...] = ()
     timeout: float = 10.0
     sender: str = ""
+
+    @classmethod
+    def from_settings(cls, gs: GatewaySettings) -> HttpGatewayConfig:
+        """From the ``[gateway]`` settings (``kind = "http"``, the ``http_*`` keys; see riskmap.toml)."""
+        if not gs.url:
+            raise ConfigError("gateway.url: the aggregator's send URL is required when gateway.kind = 'http'")
+        headers = {}
+        for h in gs.http_headers:
+            name, _, value = h.partition(":")
+            headers[name.strip()] = value.strip()
+        creds = {}
+        for c in gs.http_credentials:
+            name, _, env = c.partition("=")
+            creds[name.strip()] = env.strip()
+        sig = None
+        if gs.http_signature_env:
+            sig = Signature(gs.http_signature_env, gs.http_signature_header, gs.http_signature_message,
+                            gs.http_signature_algorithm, gs.http_signature_encoding)
+        return cls(url=gs.url, method=gs.http_method.upper(), body=http_body(gs),
+                   body_format=gs.http_body_format, headers=headers, credentials=creds, signature=sig,
+                   success_field=gs.http_success_field, success_value=gs.http_success_value,
+                   id_field=gs.http_id_field, transient_codes=tuple(gs.http_transient_codes),
+                   timeout=gs.http_timeout_s, sender=gs.sender_id)
 
 
 def _check_template(text: str, allowed: set[str], where: str) -> None:

@@ -327,8 +327,10 @@ def validate(settings: Settings, sc: ServiceConfig, env: Mapping[str, str] | Non
     if gw.kind in ("kannel", "smpp") and gw.password_env not in env:
         problems.append(f"{src}: environment variable {gw.password_env} (gateway password) is not set")
     if gw.kind == "http":
-        problems.append(f"{src}: gateway.kind 'http' is not supported by serve yet "
-                        "(use kannel, smpp or file)")
+        missing = [c.partition("=")[2].strip() for c in gw.http_credentials]
+        missing += [gw.http_signature_env] if gw.http_signature_env else []
+        for name in (n for n in missing if n not in env):
+            problems.append(f"{src}: environment variable {name} (http gateway credential) is not set")
     if sc.receiver.enabled and not env.get(sc.receiver.token_env):
         problems.append(f"{src}: environment variable {sc.receiver.token_env} (receiver token) is not set "
                         "(or set service.receiver.enabled = false)")
