@@ -17,6 +17,7 @@ from cli_fixtures import jsonl, rm, use_these_commands
 from sqlalchemy import create_engine, inspect
 
 from riskmap.lifecycle import LifecyclePolicy, decide
+from riskmap.operations import delivery_rates
 from riskmap.store import OutboxRow, RunMeta, Store, outbox_key, run_key
 from riskmap.store import tables as t
 from riskmap.store.migrations import CURRENT, schema_version
@@ -99,6 +100,8 @@ def test_red_supersedes_the_queued_orange_and_only_red_is_leased(store, url, cap
     assert shown == {3: "superseded", 4: "leased"}, out
     code, out = rm(capsys, "outbox", "--superseded", "--json", "--db", url)
     assert code == 0 and [(v["id"], v["status"]) for v in jsonl(out)] == [(orange.id, "superseded")], out
+    total = delivery_rates(store).iloc[-1]
+    assert total["messages"] == 1  # the superseded orange was never meant to go out
 
 
 def test_what_is_never_superseded(store):

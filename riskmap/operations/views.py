@@ -45,7 +45,7 @@ def delivery_rates(store: Store, run_id: str | None = None, townships: Mapping[s
     names = dict(townships or {})
     rows["township"] = rows["village_code"].fillna("").str[:9]
     rows["held"] = rows["status"] == "held"
-    rows["messages"] = ~rows["held"]
+    rows["messages"] = ~rows["held"] & (rows["status"] != "superseded")  # replaced before it was sent
     rows["delivered"] = (rows["status"] == "delivered") | rows["dlv"].notna()
     rows["sent"] = rows["status"].isin(["sent", "delivered"]) | rows["delivered"]
     rows["failed"] = (rows["status"] == "failed") & ~rows["delivered"]
