@@ -50,7 +50,7 @@ def _level_internal(hazard: str, level: int, ruleset: RuleSet | None) -> bool:
     return bool(spec is not None and spec.internal)
 
 
-def _forecast(levels: pd.DataFrame | None, keys: set[Key]) -> dict[Key, tuple[float, Any, float]]:
+def _forecast(levels: pd.DataFrame | None, keys: set[Key]) -> dict[Key, tuple[Any, Any, Any, Any]]:
     """``(level, window end, window hours, rain mm)`` of this run's levels for ``keys``."""
     if levels is None or not len(levels) or not keys:
         return {}
