@@ -145,10 +145,12 @@ def test_merge_observed_wins_up_to_now(tmp_path):
 def test_merge_reports_a_gap(tmp_path):
     obs = gauges_to_grid(gauge_csv(tmp_path), grid([1], [0.0]))  # up to 02 UTC
     fc = grid([1, 2, 3, 4, 5], [9.0, 9.0, 9.0, 9.0, 3.0])
-    with pytest.warns(DataWarning, match=r"no rainfall for 2024-07-15T02:00–2024-07-15T04:00 UTC"):
+    # gauges stop at 02 UTC, now is 04 UTC: the forecast fills 02–04 (a missing hour is not a dry hour)
+    with pytest.warns(DataWarning, match=r"no observation for 2024-07-15T02:00–2024-07-15T04:00 UTC before "
+                      r"now: forecast rain"):
         m = merge_observed(obs, fc, "2024-07-15T04:00Z")
-    assert m["observed"].values.tolist() == [True, True, False]
-    assert float(m[-1, 0, 0]) == 3.0
+    assert m["observed"].values.tolist() == [True, True, False, False, False]
+    assert m[2:, 0, 0].values.tolist() == [9.0, 9.0, 3.0]
     # a 3-hourly forecast interval straddling the last observation is not double counted: reported
     fc3 = grid([3, 6], [6.0, 6.0], step_h=3)
     with pytest.warns(DataWarning, match=r"no rainfall for 2024-07-15T02:00–2024-07-15T03:00 UTC"):

@@ -76,11 +76,11 @@ def _same_grid(a: xr.DataArray, b: xr.DataArray) -> bool:
 def merge_observed(observed: xr.DataArray, forecast: xr.DataArray, now: Any) -> xr.DataArray:
     """Observed rain up to ``now``, forecast after it, on one time axis.
 
-    Observed intervals ending at or before ``now`` are kept; forecast intervals are kept when they end
-    after ``now`` and start at or after the end of the last kept observation (no double counting).
-    A gap between the last observation and the first forecast interval — observations missing up to
-    ``now``, or a forecast interval straddling the last observation — is reported with a
-    :class:`DataWarning` naming the missing interval (UTC).
+    Observed intervals ending at or before ``now`` are kept; forecast intervals are kept when they start
+    at or after the end of the last kept observation (no double counting).  Where observations stop
+    before ``now`` the forecast fills in up to ``now`` — the best estimate at hand, and the safe one (a
+    missing gauge hour must not count as a dry hour) — and a :class:`DataWarning` names that interval.
+    A gap nothing covers (a forecast interval straddling the last observation) is reported too.
 
     Parameters
     ----------
@@ -105,10 +105,16 @@ def merge_observed(observed: xr.DataArray, forecast: xr.DataArray, now: Any) -> 
     obs_end = obs["time"].values[-1] if obs.sizes["time"] else None
     keep = forecast["time"].values > t_now
     if obs_end is not None:
-        keep &= fc_start >= obs_end
+        keep = fc_start >= obs_end
     fc = forecast.isel(time=np.flatnonzero(keep))
     gap_from = obs_end if obs_end is not None else None
     gap_to = (fc["time"].values[0] - fc["interval"].values[0]) if fc.sizes["time"] else t_now
+    filled = fc["time"].values[fc["time"].values <= t_now] if obs_end is not None else fc["time"].values[:0]
+    if len(filled):
+        warn(
+            f"{observed.attrs.get('source', 'observed')}: no observation for "
+            f"{np.datetime_as_string(obs_end, unit='m')}–{np.datetime_as_string(filled[-1], unit='m')} UTC "
+            f"before now: forecast rain from {forecast.attrs.get('source', 'the forecast')} used instead")
     if gap_from is None:
         if obs.sizes["time"] == 0 and observed.sizes["time"]:
             warn(f"{observed.attrs.get('source', 'observed')}: no observation ends at or before now "
