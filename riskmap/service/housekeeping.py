@@ -2,7 +2,7 @@
 
 - Files older than ``keep_days`` in the output folder's ``cap/`` and in the inbox's
   ``done/`` and ``quarantine/`` are deleted (the store keeps every decision and CAP message).
-- Outbox rows finished (``sent``, ``delivered``, or failed for good) more than
+- Outbox rows finished (``sent``, ``delivered``, ``superseded``, or failed for good) more than
   ``archive_days`` ago are written to ``OUT/archive/outbox-YYYYMMDD.jsonl.gz`` (mode 0600: it
   holds phone numbers), fsynced, then deleted from the store in one transaction.  Their runs are
   done, so nothing can queue them again.  Rows with delivery receipts stay in the store: receipts
@@ -63,7 +63,7 @@ def archive_outbox(store: Any, out: Path, older_than_days: float, now: datetime)
     if older_than_days <= 0:
         return 0
     cutoff = now - timedelta(days=older_than_days)
-    finished = or_(t.outbox.c.status.in_(("sent", "delivered")),
+    finished = or_(t.outbox.c.status.in_(("sent", "delivered", "superseded")),
                    and_(t.outbox.c.status == "failed", t.outbox.c.next_attempt_at >= FINAL_FAILURE))
     has_receipt = select(t.receipts.c.id).where(t.receipts.c.outbox_id == t.outbox.c.id).exists()
     cond = and_(finished, t.outbox.c.updated_at < cutoff, ~has_receipt)
