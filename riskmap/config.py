@@ -309,17 +309,21 @@ def settings_from_dict(data: dict[str, Any], source: str = "<dict>") -> Settings
     return settings
 
 
-def load_settings(path: str | Path | None = None) -> Settings:
-    """Load settings from a TOML file, or the defaults when ``path`` is None."""
-    if path is None:
-        return Settings()
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Parse a settings file; a missing file or bad TOML is a :class:`ConfigError` naming it."""
     p = Path(path)
     try:
         with p.open("rb") as fh:
-            data = tomllib.load(fh)
+            return tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError(f"{p}: settings file not found") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: not valid TOML: {exc}") from None
-    return settings_from_dict(data, source=str(p))
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Load settings from a TOML file, or the defaults when ``path`` is None."""
+    if path is None:
+        return Settings()
+    return settings_from_dict(read_toml(path), source=str(Path(path)))
 

@@ -61,14 +61,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from riskmap.config import Settings, settings_from_dict
+from riskmap.config import Settings, read_toml, settings_from_dict
 from riskmap.errors import ConfigError
 
 
@@ -267,13 +266,7 @@ def load_service_config(path: str | Path | None) -> tuple[Settings, ServiceConfi
     if path is None:
         return Settings(), ServiceConfig(source_file="<defaults>"), []
     p = Path(path)
-    try:
-        with p.open("rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: settings file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    data = read_toml(p)
     problems: list[str] = []
     service = data.pop("service", {})
     try:
