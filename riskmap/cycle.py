@@ -84,7 +84,7 @@ def _sha_files(paths: Sequence[Path]) -> str:
         for f in files:
             h.update(f.name.encode())
             with f.open("rb") as fh:
-                for chunk in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                while chunk := fh.read(1 << 20):
                     h.update(chunk)
     return h.hexdigest()[:32]
 

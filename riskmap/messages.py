@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 from riskmap import sms
 from riskmap.levels import Level
@@ -29,7 +30,8 @@ from riskmap.templates import Item, TemplateSet
 
 def render(r: Recipient, ts: TemplateSet, *, signature: str, issuer: str, issued_at: datetime) -> str:
     """The SMS text for one recipient: a warning, a duty summary or an all-clear (【演练】 in drill mode)."""
-    common = {"signature": signature, "issuer": issuer, "issued_at": issued_at, "drill": r.drill}
+    common: dict[str, Any] = {"signature": signature, "issuer": issuer, "issued_at": issued_at,
+                              "drill": r.drill}
     if r.kind == "summary":
         return ts.render_summary(**common, area=r.place, counts=dict(r.counts), internal=r.internal)
     if r.kind == "all_clear":

@@ -150,17 +150,17 @@ class Receiver:
 
         self.server = http.server.ThreadingHTTPServer((host, port), Handler)
         self.server.daemon_threads = True
-        self.host, self.port = self.server.server_address[0], int(self.server.server_address[1])
+        self.host, self.port = str(self.server.server_address[0]), int(self.server.server_address[1])
         self._thread: threading.Thread | None = None
 
     def dlr_url(self) -> str:
         """The Kannel gateway's ``dlr_url`` (``{id}`` is the outbox id)."""
-        tok = urllib.parse.quote(self.token, safe="")
+        tok = urllib.parse.quote(str(self.token), safe="")
         return f"http://{self.host}:{self.port}/dlr?token={tok}&id={{id}}"
 
     def mo_url(self) -> str:
         """Kannel ``sms-service`` ``get-url`` for replies."""
-        tok = urllib.parse.quote(self.token, safe="")
+        tok = urllib.parse.quote(str(self.token), safe="")
         return f"http://{self.host}:{self.port}/mo?token={tok}&from=%p&text=%a"
 
     def handle(self, path: str) -> tuple[int, str]:

@@ -182,13 +182,13 @@ def routing_from_dict(data: Mapping[str, Any], src: str = "<dict>") -> Routing:
     keepers = {}
     for h, k in _map(data.get("keepers"), f"{src}: keepers").items():
         where = f"{src}: keepers.{h}"
-        k = _map(k, where)
-        via = k.get("via", "")
+        kd = _map(k, where)
+        via = kd.get("via", "")
         if via not in ("", "reservoir_zones"):
             raise RuleError(f"{where}.via: only reservoir_zones is supported, got {via!r}")
-        keepers[_hazard(h, where)] = KeeperRule(_layer(k.get("layer"), f"{where}.layer"),
-                                                _num(k.get("buffer_m", 0), f"{where}.buffer_m"),
-                                                _level(k.get("min_level", "blue"), f"{where}.min_level"), via)
+        keepers[_hazard(h, where)] = KeeperRule(
+            _layer(kd.get("layer"), f"{where}.layer"), _num(kd.get("buffer_m", 0), f"{where}.buffer_m"),
+            _level(kd.get("min_level", "blue"), f"{where}.min_level"), via)
     duty = {}
     for role, d in _map(data.get("duty"), f"{src}: duty").items():
         where = f"{src}: duty.{role}"

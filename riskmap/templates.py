@@ -318,7 +318,8 @@ def _check(ts: TemplateSet, sample: Mapping[str, str]) -> None:
     items = [Item(longest_hazard, Level.RED, t0, t0 + timedelta(hours=6), rain, longest_action)]
     others = sorted((h for h in ts.hazards if h != longest_hazard), key=lambda h: -len(ts.hazard_name(h)))[:2]
     items += [Item(h, Level.ORANGE) for h in others]
-    base = {"signature": s.get("signature", "签名"), "issuer": s.get("issuer", "发布单位"), "issued_at": t0}
+    base: dict[str, Any] = {"signature": s.get("signature", "签名"), "issuer": s.get("issuer", "发布单位"),
+                            "issued_at": t0}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataWarning)
         rendered = {

@@ -9,4 +9,5 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[test]'
 .venv/bin/ruff check riskmap tests benchmarks
+.venv/bin/mypy riskmap
 .venv/bin/python -m pytest "$@"

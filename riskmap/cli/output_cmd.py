@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
+import pandas as pd
 
 from riskmap.cli.app import cli
 from riskmap.cli.common import console, load_config, parse_now
 
 
-def _levels(path: Path):  # type: ignore[no-untyped-def]
+def _levels(path: Path) -> pd.DataFrame:
     from riskmap.levels_csv import read_levels_csv
 
     return read_levels_csv(path)
 
 
-def _run_time(now: str | None, levels_path: Path):  # type: ignore[no-untyped-def]
-    from datetime import UTC, datetime
-
+def _run_time(now: str | None, levels_path: Path) -> datetime:
     t = parse_now(now)
     if t is not None:
         return t
@@ -70,8 +70,6 @@ def map_(region: Path, levels: Path, forecast: Path | None, window: float, tiles
 def report(region: Path, levels: Path, db: str, run_id: str | None, now: str | None, config: Path | None,
            out: Path) -> None:
     """Static report (PNG + PDF) with legend, scale bar, north arrow and a table per township."""
-    import pandas as pd
-
     from riskmap.region import load_region
     from riskmap.report import write_report_files
     from riskmap.timeutil import format_local

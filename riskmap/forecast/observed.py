@@ -110,7 +110,7 @@ def merge_observed(observed: xr.DataArray, forecast: xr.DataArray, now: Any) -> 
     gap_from = obs_end if obs_end is not None else None
     gap_to = (fc["time"].values[0] - fc["interval"].values[0]) if fc.sizes["time"] else t_now
     filled = fc["time"].values[fc["time"].values <= t_now] if obs_end is not None else fc["time"].values[:0]
-    if len(filled):
+    if len(filled) and obs_end is not None:
         warn(
             f"{observed.attrs.get('source', 'observed')}: no observation for "
             f"{np.datetime_as_string(obs_end, unit='m')}–{np.datetime_as_string(filled[-1], unit='m')} UTC "

@@ -29,22 +29,17 @@ from riskmap import sms
 
 
 def mask(phone: str) -> str:
-    """Mask a phone number for logs: keep the first 3 and last 4 digits.
-
-    Uses :func:`riskmap.phones.mask_phone` when that module exists.
+    """Mask a phone number for logs: keep the first 3 and last 4 digits (:func:`riskmap.phones.mask_phone`).
 
     >>> mask("+8613800001234"), mask("12")
     ('138****1234', '**')
     """
+    from riskmap.phones import mask_phone
+
     try:
-        from riskmap.phones import mask_phone  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        mask_phone = None
-    if mask_phone is not None:
-        try:
-            return str(mask_phone(phone))
-        except Exception:  # noqa: BLE001 - masking must never fail a send
-            pass
+        return str(mask_phone(phone))
+    except Exception:  # noqa: BLE001 - masking must never fail a send
+        pass
     digits = "".join(c for c in str(phone) if c.isdigit())
     if digits.startswith("86") and len(digits) == 13:
         digits = digits[2:]
