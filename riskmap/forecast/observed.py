@@ -26,6 +26,7 @@ import xarray as xr
 from riskmap.errors import ForecastError
 from riskmap.forecast.entry import Source, open_forecast
 from riskmap.forecast.gauges import DEFAULT_TZ, gauges_to_grid
+from riskmap.forecast.normalise import time_fastest_float32
 from riskmap.forecast.options import parse_utc
 from riskmap.forecast.validate import warn
 
@@ -129,6 +130,8 @@ def merge_observed(observed: xr.DataArray, forecast: xr.DataArray, now: Any) -> 
              for p in (obs, fc)]
     parts = [p.assign_coords(x=forecast["x"].values, y=forecast["y"].values) for p in parts]
     merged = xr.concat(parts, dim="time", coords="minimal", compat="override", join="override")
+    merged = merged.transpose("time", "y", "x")
+    merged = merged.copy(data=time_fastest_float32(merged.values))  # the engine's layout (see normalise)
     merged = merged.assign_coords(observed=("time", np.r_[np.ones(obs.sizes["time"], bool),
                                                            np.zeros(fc.sizes["time"], bool)]))
     merged.attrs = dict(forecast.attrs)
