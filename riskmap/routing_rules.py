@@ -19,14 +19,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from riskmap.errors import InputError, RuleError
 from riskmap.levels import LEVELS, Level
+from riskmap.rule_files import read_rule_file
 from riskmap.schema import FEATURE_LAYERS, ROLES
 
 VILLAGE_ROLES = ("village_head", "grid_member", "household", "household_in_zone")
@@ -220,20 +218,5 @@ def routing_from_dict(data: Mapping[str, Any], src: str = "<dict>") -> Routing:
 
 def load_routing(path: str | Path | None = None) -> Routing:
     """Load ``routing.yaml`` (a file, or a rules folder holding one; None = the packaged default)."""
-    if path is None:
-        src = "riskmap/rules_default/routing.yaml"
-        raw = resources.files("riskmap").joinpath("rules_default/routing.yaml").read_text(encoding="utf-8")
-    else:
-        p = Path(path)
-        if p.is_dir():
-            p = p / "routing.yaml"
-        src = str(p)
-        try:
-            raw = p.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise RuleError(f"{src}: routing file not found") from None
-    try:
-        data = yaml.safe_load(raw)
-    except yaml.YAMLError as exc:
-        raise RuleError(f"{src}: not valid YAML: {exc}") from None
+    src, data = read_rule_file(path, "routing.yaml")
     return routing_from_dict(data or {}, src)

@@ -46,16 +46,14 @@ import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from importlib import resources
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import yaml
-
 from riskmap import sms
 from riskmap.errors import DataWarning, RuleError
 from riskmap.levels import Level
+from riskmap.rule_files import read_rule_file
 
 TEMPLATE_NAMES = ("warning", "summary", "all_clear")
 OPTIONAL_TEMPLATES = ("escalation",)
@@ -360,22 +358,7 @@ def load_templates(path: str | Path | None = None, language: str = "zh-CN",
 
     Every language in the file is checked; the one asked for is returned.  zh-CN must be present.
     """
-    if path is None:
-        ref = resources.files("riskmap").joinpath("rules_default/templates.yaml")
-        src, raw = "riskmap/rules_default/templates.yaml", ref.read_text(encoding="utf-8")
-    else:
-        p = Path(path)
-        if p.is_dir():
-            p = p / "templates.yaml"
-        src = str(p)
-        try:
-            raw = p.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise RuleError(f"{src}: templates file not found") from None
-    try:
-        data = yaml.safe_load(raw)
-    except yaml.YAMLError as exc:
-        raise RuleError(f"{src}: not valid YAML: {exc}") from None
+    src, data = read_rule_file(path, "templates.yaml")
     if not isinstance(data, Mapping):
         raise RuleError(f"{src}: must be a mapping with 'languages'")
     known = {"version", "segment_budget", "drill_prefix", "sample", "languages"}

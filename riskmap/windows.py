@@ -7,8 +7,7 @@ interval END, UTC; the ``interval`` coordinate gives its length — without it t
 are taken from the spacing of ``time``, the first one equal to the second).  The observed
 and forecast parts are one merged series, so windows span the ``now`` boundary naturally
 (a 3 h window ending one hour after ``now`` = 2 observed hours + 1 forecast hour).
-Intervals may be irregular (hourly, then 3-hourly) and may leave gaps (no rain there);
-they must not overlap.
+Intervals may be irregular (hourly, then 3-hourly), may leave gaps (no rain), must not overlap.
 
 ``spread`` says how an interval's rain is placed in time when a window cuts it:
 
