@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,8 @@ def heartbeat_path(db_url: str, out: Path) -> Path:
 
 def write_heartbeat(path: Path, data: dict[str, Any]) -> None:
     """Write the heartbeat atomically."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # one temporary file per thread: the scheduler's jobs and the main thread may write at once
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1, default=str), encoding="utf-8")
     os.replace(tmp, path)
 
