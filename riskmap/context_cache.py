@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -88,7 +89,8 @@ def cached_context(region: Any, params: ContextParams | None = None,
         folder.mkdir(parents=True, exist_ok=True)
         out = ctx.reset_index()
         types = {c: ("object" if out[c].dtype == object else str(out[c].dtype)) for c in out.columns}
-        tmp_csv, tmp_meta = csv.with_suffix(f".csv.{os.getpid()}"), meta.with_suffix(f".json.{os.getpid()}")
+        me = f"{os.getpid()}.{threading.get_ident()}"
+        tmp_csv, tmp_meta = csv.with_suffix(f".csv.{me}"), meta.with_suffix(f".json.{me}")
         out.to_csv(tmp_csv, index=False, encoding="utf-8", lineterminator="\n")
         tmp_meta.write_text(json.dumps(types), encoding="utf-8")
         os.replace(tmp_meta, meta)
