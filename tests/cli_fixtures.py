@@ -10,12 +10,12 @@ village 1), and ``drill`` flags on the contacts (only 张村 takes part in drill
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import geopandas as gpd
 import pytest
 import shapely
+from pg import require_pg
 from region_data import CRS, valid_layers, write_gpkg
 from rich.console import Console
 from sqlalchemy import create_engine, make_url, text
@@ -26,7 +26,6 @@ from riskmap.store import tables as t
 
 NOW = "2026-07-01T08:00+08:00"
 PG_DOWN = "postgresql+psycopg2://nobody@127.0.0.1:1/x"  # nothing listens on port 1
-PG_URL = os.environ.get("RISKMAP_TEST_PG_URL", "")
 PG_SCHEMA = "riskmap_cli_tests"
 """The schema (search_path) of these tests in the test database: test_store's resets leave it alone."""
 COMMANDS = {"warnings": store_cmd.warnings_cmd, "history": store_cmd.history_cmd,
@@ -77,11 +76,7 @@ def db_url(kind: str, tmp_path: Path) -> str:
     """
     if kind == "sqlite":
         return f"sqlite:///{tmp_path / 'riskmap.sqlite'}"
-    if not PG_URL:
-        if os.environ.get("CI") == "true":
-            pytest.fail("RISKMAP_TEST_PG_URL is not set: CI must run the CLI store tests on PostgreSQL")
-        pytest.skip("RISKMAP_TEST_PG_URL not set (PostgreSQL variants run in CI)")
-    base = make_url(PG_URL)
+    base = make_url(require_pg("CLI store tests"))
     admin = create_engine(base)
     try:
         with admin.begin() as conn:

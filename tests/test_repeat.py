@@ -9,15 +9,14 @@ Without RISKMAP_TEST_PG_URL the PostgreSQL variant is skipped locally and FAILS 
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
 from cli_fixtures import write_region
+from pg import fresh_pg_store
 from region_data import CODES
-from sqlalchemy import create_engine
 
 from riskmap.config import Settings
 from riskmap.lifecycle import LifecyclePolicy
@@ -25,12 +24,10 @@ from riskmap.region import load_region
 from riskmap.render import Renderer, repeat_alerts
 from riskmap.routing_rules import load_routing
 from riskmap.store import RunMeta, Store
-from riskmap.store import tables as t
 from riskmap.store.apply import apply_run
 from riskmap.templates import load_templates
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*landline cannot receive SMS")
-PG_URL = os.environ.get("RISKMAP_TEST_PG_URL", "")
 V0, V1 = CODES[0], CODES[1]
 HEAD, TOWNSHIP = "13800000002", "13800000001"
 T0 = datetime(2026, 7, 1, 0, tzinfo=UTC)
@@ -45,15 +42,7 @@ def store(request, tmp_path):
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'riskmap.sqlite'}"
     else:
-        if not PG_URL:
-            if os.environ.get("CI") == "true":
-                pytest.fail("RISKMAP_TEST_PG_URL is not set: CI must run the store tests on PostgreSQL")
-            pytest.skip("RISKMAP_TEST_PG_URL not set (PostgreSQL store tests run in CI)")
-        engine = create_engine(PG_URL)
-        with engine.begin() as conn:
-            t.METADATA.drop_all(conn)
-        engine.dispose()
-        url = PG_URL
+        url = fresh_pg_store()
     s = Store.open(url)
     yield s
     s.close()

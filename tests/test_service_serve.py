@@ -6,7 +6,6 @@ runs, JSON-lines logs with masked numbers, graceful SIGTERM, config problems one
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import subprocess
@@ -15,6 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from pg import PG_URL, require_pg
 from service_data import (
     RISKMAP,
     TOKEN,
@@ -164,16 +164,12 @@ def test_config_problems_are_listed_one_line_each_exit_2(tmp_path: Path) -> None
     assert any("RISKMAP_RECEIVER_TOKEN" in x for x in problems)
 
 
-PG_URL = os.environ.get("RISKMAP_TEST_PG_URL", "")
 
 
 @pytest.fixture
 def pg_serve_url() -> str:
     """The test PostgreSQL database, a fresh schema of its own (``serve_test``) first on the search path."""
-    if not PG_URL:
-        if os.environ.get("CI") == "true":
-            pytest.fail("RISKMAP_TEST_PG_URL is not set: CI must run the serve tests on PostgreSQL")
-        pytest.skip("RISKMAP_TEST_PG_URL not set (PostgreSQL serve tests run in CI)")
+    require_pg("serve tests")
     from sqlalchemy import create_engine, make_url, text
 
     engine = create_engine(PG_URL, isolation_level="AUTOCOMMIT")

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from sqlalchemy import create_engine, func, insert, select
+from pg import fresh_pg_store
+from sqlalchemy import func, insert, select
 
 from riskmap.errors import ServiceUnavailable, StoreError
 from riskmap.lifecycle import LifecyclePolicy, ManualIssue, ManualLift, Silence, decide
@@ -20,7 +21,6 @@ from riskmap.store import CapRow, OutboxRow, RunMeta, Store, outbox_key, run_key
 from riskmap.store import tables as t
 from riskmap.store.migrations import CURRENT
 
-PG_URL = os.environ.get("RISKMAP_TEST_PG_URL", "")
 V1, V2 = "469900100201", "469900100202"
 T0 = datetime(2026, 7, 1, 0, tzinfo=UTC)
 POLICY = LifecyclePolicy()
@@ -30,23 +30,11 @@ def h(n: float) -> datetime:
     return T0 + timedelta(hours=n)
 
 
-def _reset_pg(url: str) -> None:
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        t.METADATA.drop_all(conn)
-    engine.dispose()
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def url(request, tmp_path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'db' / 'riskmap.sqlite'}"
-    if not PG_URL:
-        if os.environ.get("CI") == "true":
-            pytest.fail("RISKMAP_TEST_PG_URL is not set: CI must run the store tests on PostgreSQL")
-        pytest.skip("RISKMAP_TEST_PG_URL not set (PostgreSQL store tests run in CI)")
-    _reset_pg(PG_URL)
-    return PG_URL
+    return fresh_pg_store()
 
 
 @pytest.fixture

@@ -8,12 +8,12 @@ skipped locally and FAIL when CI=true.
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
 from cli_fixtures import jsonl, rm, use_these_commands
+from pg import fresh_pg_store
 from sqlalchemy import create_engine, inspect
 
 from riskmap.lifecycle import LifecyclePolicy, decide
@@ -23,7 +23,6 @@ from riskmap.store import tables as t
 from riskmap.store.migrations import CURRENT, schema_version
 from riskmap.store.outbox import OUTBOX_STATUSES
 
-PG_URL = os.environ.get("RISKMAP_TEST_PG_URL", "")
 V1, V2 = "469900100201", "469900100202"
 PHONE, OTHER = "13800000000", "13900000000"
 T0 = datetime(2026, 7, 1, 0, tzinfo=UTC)
@@ -37,15 +36,7 @@ def h(n: float) -> datetime:
 def url(request, tmp_path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'riskmap.sqlite'}"
-    if not PG_URL:
-        if os.environ.get("CI") == "true":
-            pytest.fail("RISKMAP_TEST_PG_URL is not set: CI must run the store tests on PostgreSQL")
-        pytest.skip("RISKMAP_TEST_PG_URL not set (PostgreSQL store tests run in CI)")
-    engine = create_engine(PG_URL)
-    with engine.begin() as conn:
-        t.METADATA.drop_all(conn)
-    engine.dispose()
-    return PG_URL
+    return fresh_pg_store()
 
 
 @pytest.fixture

@@ -1,0 +1,34 @@
+"""The test PostgreSQL database (``RISKMAP_TEST_PG_URL``, started by ``.ci/run``).
+
+Without the variable a PostgreSQL variant is skipped locally and FAILS when ``CI=true``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from sqlalchemy import create_engine
+
+PG_URL = os.environ.get("RISKMAP_TEST_PG_URL", "")
+
+
+def require_pg(what: str = "store tests") -> str:
+    """The test database URL; fail under CI, skip otherwise, when it is not configured."""
+    if not PG_URL:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"RISKMAP_TEST_PG_URL is not set: CI must run the {what} on PostgreSQL")
+        pytest.skip(f"RISKMAP_TEST_PG_URL not set (PostgreSQL {what} run in CI)")
+    return PG_URL
+
+
+def fresh_pg_store() -> str:
+    """The test database with riskmap's tables dropped (the store recreates them on open)."""
+    from riskmap.store import tables as t
+
+    url = require_pg()
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        t.METADATA.drop_all(conn)
+    engine.dispose()
+    return url
