@@ -1,23 +1,24 @@
 """Compiled kernels of the rainfall engine (numba), with a numpy/scipy fallback.
 
 The aggregation is ``mean = (W @ R) / (W @ valid)`` and ``max`` over each CSR row's cells.
-Both are computed here in ONE pass over the CSR structure.  A forecast whose memory has time
-as the fastest axis (a ``(y, x, time)`` buffer seen as ``(time, y, x)`` — what
-:func:`riskmap.forecast.open_forecast` returns) is read as ``(cells, time)`` without a copy:
-each touched cell's series is one contiguous row, so the inner loop over time is a plain
-vector loop, four cells per pass over the accumulator.  ``mean`` alone also reads a C-ordered
-``(time, cells)`` forecast in place (same arithmetic, same bits, about twice as slow);
-``max`` on a C-ordered forecast pays one transposed copy.
+Both are computed here in ONE pass over the CSR structure, reading the forecast as
+``(cells, time)``: each touched cell's series is one contiguous row, so the inner loop over
+time is a plain vector loop, four cells per pass over the accumulator.  A forecast whose
+memory has time as the fastest axis (a ``(y, x, time)`` buffer seen as ``(time, y, x)`` —
+what :func:`riskmap.forecast.open_forecast` returns) is read in place; a C-ordered
+``(time, y, x)`` array pays one transposed copy first (same numbers, same bits).
 
 Precision: products and sums run in the forecast's dtype (float32) within groups of
 :data:`GROUP` cells, and the groups are summed in float64 — a few float32 ulps from an
 all-float64 sum whatever the village's size (≤ 2e-5 mm on the reference province, whose
-rain reaches 70 mm/h), for a third less time.  Results do not depend on the memory layout.
+rain reaches 70 mm/h).
 
-Villages are visited in *spatial* order (``order``: rows sorted by their first cell), which
-keeps the working set of grid rows in the CPU cache — on the reference province this is
-~8× faster than visiting villages in file order.  Villages are split over threads
-(``numba.prange``, all cores).
+Speed: villages are visited in *spatial* order (``order``: rows sorted by their first cell),
+which keeps the working set of grid rows in the CPU cache (~8× faster than file order on the
+reference province); while one village is summed the next one's series are prefetched
+(``llvm.prefetch``), so memory latency overlaps the arithmetic; a village of at most
+:data:`GROUP` cells (nearly all) is finished straight from its float32 group sum.  Villages
+are split over threads (``numba.prange``, all cores).
 
 When numba is not installed the same results (to rounding) come from ``scipy.sparse``
 products and ``np.fmax.reduceat``.
@@ -89,125 +90,129 @@ def _aggregate_numpy(indptr, indices, data, vals, order, want_mean, want_max):
 
 
 if HAVE_NUMBA:  # pragma: no branch
+    from llvmlite import binding as _llvm
+    from llvmlite import ir as _ir
+    from numba.core import cgutils as _cgutils
+    from numba.core import types as _types
+    from numba.extending import intrinsic as _intrinsic
 
-    @_nb.njit(parallel=True, cache=True, nogil=True)
-    def _mean_direct(indptr, indices, data, vals, order, rowsum):  # pragma: no cover
-        """``mean`` from the native (time, cells) layout, with the same arithmetic as :func:`_mean_t`.
+    # typed-pointer LLVM (< 15) names the intrinsic by its pointer type
+    _PREFETCH = "llvm.prefetch.p0" if _llvm.llvm_version_info[0] >= 15 else "llvm.prefetch.p0i8"
 
-        ``data``: the weights in ``vals``' dtype.  Returns ``(mean, nan_row)``: ``nan_row[i]``
-        flags a non-empty row whose mean shows a NaN (a NaN cell propagates).
+    @_intrinsic
+    def _prefetch(typingctx, arr, i):  # pragma: no cover - compiled
+        """Hint the CPU to fetch ``arr.flat[i]``'s cache line (a read, kept in all cache levels)."""
+        def codegen(context, builder, sig, args):
+            ary = context.make_array(sig.args[0])(context, builder, args[0])
+            ptr = builder.bitcast(builder.gep(ary.data, [args[1]]), _ir.IntType(8).as_pointer())
+            i32 = _ir.IntType(32)
+            fn = _cgutils.get_or_insert_function(
+                builder.module, _ir.FunctionType(_ir.VoidType(), [ptr.type, i32, i32, i32]), _PREFETCH)
+            builder.call(fn, [ptr, _ir.Constant(i32, 0), _ir.Constant(i32, 3), _ir.Constant(i32, 1)])
+            return context.get_dummy_value()
+        return _types.void(arr, _types.intp), codegen
+
+    @_nb.njit(inline="always")
+    def _fetch_village(flat, indptr, indices, i, nt):  # pragma: no cover
+        """Prefetch every cache line of village ``i``'s cell series (``flat``: the (cells, time) buffer)."""
+        for k in range(indptr[i], indptr[i + 1]):
+            base = indices[k] * nt
+            for o in range(0, nt, 16):
+                _prefetch(flat, base + o)
+            _prefetch(flat, base + nt - 1)
+
+    @_nb.njit(inline="always")
+    def _add_quad(acc, rt, indices, data, k, first):  # pragma: no cover
+        """``acc (=|+=) Σ w·row`` over the four cells ``k … k+3`` (one vector loop over time)."""
+        r0, r1, r2, r3 = rt[indices[k]], rt[indices[k + 1]], rt[indices[k + 2]], rt[indices[k + 3]]
+        w0, w1, w2, w3 = data[k], data[k + 1], data[k + 2], data[k + 3]
+        if first:
+            for t in range(len(acc)):
+                acc[t] = (w0 * r0[t] + w1 * r1[t]) + (w2 * r2[t] + w3 * r3[t])
+        else:
+            for t in range(len(acc)):
+                acc[t] += (w0 * r0[t] + w1 * r1[t]) + (w2 * r2[t] + w3 * r3[t])
+
+    @_nb.njit(inline="always")
+    def _add_one(acc, row, wk, first):  # pragma: no cover
+        if first:
+            for t in range(len(acc)):
+                acc[t] = wk * row[t]
+        else:
+            for t in range(len(acc)):
+                acc[t] += wk * row[t]
+
+    @_nb.njit(inline="always")
+    def _max_quad(best, rt, indices, k):  # pragma: no cover
+        r0, r1, r2, r3 = rt[indices[k]], rt[indices[k + 1]], rt[indices[k + 2]], rt[indices[k + 3]]
+        for t in range(len(best)):     # max(best, x) keeps best when x is NaN
+            best[t] = max(max(max(max(best[t], r0[t]), r1[t]), r2[t]), r3[t])
+
+    @_nb.njit(inline="always")
+    def _max_one(best, row):  # pragma: no cover
+        for t in range(len(best)):
+            best[t] = max(best[t], row[t])
+
+    @_nb.njit(inline="always")
+    def _write_mean(mean, i, total, inv):  # pragma: no cover
+        """``mean[i] = total · inv``; True when a NaN cell made the row NaN (two vector loops)."""
+        bad = False
+        for t in range(len(total)):
+            bad |= total[t] != total[t]
+        for t in range(len(total)):
+            mean[i, t] = total[t] * inv
+        return bad
+
+    @_nb.njit(inline="always")
+    def _village(i, indptr, indices, data, rt, acc, num, best, want_max):  # pragma: no cover
+        """Weighted sum of village ``i`` (in ``acc`` when one group, else in ``num``), max in ``best``.
+
+        Returns the number of :data:`GROUP`-cell groups summed (0 for an empty row).
         """
-        nt = vals.shape[0]
-        nv = len(indptr) - 1
-        mean = np.empty((nv, nt), np.float32)
-        nan_row = np.zeros(nv, np.bool_)
-        nchunks = (nv + CHUNK - 1) // CHUNK
-        for ch in _nb.prange(nchunks):
-            num = np.empty(nt, np.float64)
-            acc = np.empty(nt, vals.dtype)
-            for j in range(ch * CHUNK, min(nv, (ch + 1) * CHUNK)):
-                i = order[j]
-                for t in range(nt):
-                    num[t] = 0.0
-                k, k1 = indptr[i], indptr[i + 1]
-                while k < k1:
-                    kg = min(k1, k + GROUP)
-                    for t in range(nt):
-                        acc[t] = 0.0
-                    while k + 4 <= kg:
-                        c0, c1, c2, c3 = indices[k], indices[k + 1], indices[k + 2], indices[k + 3]
-                        w0, w1, w2, w3 = data[k], data[k + 1], data[k + 2], data[k + 3]
-                        for t in range(nt):
-                            a01 = w0 * vals[t, c0] + w1 * vals[t, c1]
-                            acc[t] += a01 + (w2 * vals[t, c2] + w3 * vals[t, c3])
-                        k += 4
-                    while k < kg:
-                        c0 = indices[k]
-                        wk = data[k]
-                        for t in range(nt):
-                            acc[t] += wk * vals[t, c0]
-                        k += 1
-                    for t in range(nt):
-                        num[t] += acc[t]
-                rs = rowsum[i]
-                out = mean[i]
-                if rs > 0:
-                    bad = False
-                    for t in range(nt):
-                        v = num[t] / rs
-                        bad |= v != v
-                        out[t] = v
-                    nan_row[i] = bad
-                else:
-                    for t in range(nt):
-                        out[t] = np.nan
-        return mean, nan_row
-
-    @_nb.njit(parallel=True, cache=True, nogil=True)
-    def _mean_t(indptr, indices, data, rt, order, rowsum):  # pragma: no cover
-        """``mean`` alone from the (cells, time) layout, as :func:`_mean_max_t` computes it.
-
-        ``data``: the weights in ``rt``'s dtype.  Returns ``(mean, nan_row)``.
-        """
-        nt = rt.shape[1]
-        nv = len(indptr) - 1
-        mean = np.empty((nv, nt), np.float32)
-        nan_row = np.zeros(nv, np.bool_)
-        nchunks = (nv + CHUNK - 1) // CHUNK
-        for ch in _nb.prange(nchunks):
-            num = np.empty(nt, np.float64)
-            acc = np.empty(nt, rt.dtype)
-            for j in range(ch * CHUNK, min(nv, (ch + 1) * CHUNK)):
-                i = order[j]
-                for t in range(nt):
-                    num[t] = 0.0
-                k, k1 = indptr[i], indptr[i + 1]
-                while k < k1:
-                    kg = min(k1, k + GROUP)
-                    for t in range(nt):
-                        acc[t] = 0.0
-                    while k + 4 <= kg:
-                        r0, r1 = rt[indices[k]], rt[indices[k + 1]]
-                        r2, r3 = rt[indices[k + 2]], rt[indices[k + 3]]
-                        w0, w1, w2, w3 = data[k], data[k + 1], data[k + 2], data[k + 3]
-                        for t in range(nt):
-                            acc[t] += (w0 * r0[t] + w1 * r1[t]) + (w2 * r2[t] + w3 * r3[t])
-                        k += 4
-                    while k < kg:
-                        row = rt[indices[k]]
-                        wk = data[k]
-                        for t in range(nt):
-                            acc[t] += wk * row[t]
-                        k += 1
-                    for t in range(nt):
-                        num[t] += acc[t]
-                rs = rowsum[i]
-                out = mean[i]
-                if rs > 0:
-                    bad = False
-                    for t in range(nt):
-                        v = num[t] / rs
-                        bad |= v != v
-                        out[t] = v
-                    nan_row[i] = bad
-                else:
-                    for t in range(nt):
-                        out[t] = np.nan
-        return mean, nan_row
+        k, k1 = indptr[i], indptr[i + 1]
+        if want_max:
+            for t in range(len(best)):
+                best[t] = -np.inf
+        groups = 0
+        while k < k1:
+            if groups == 1:        # a second group: the first one's sum moves to float64
+                for t in range(len(acc)):
+                    num[t] = acc[t]
+            kg = min(k1, k + GROUP)
+            first = True
+            while k + 4 <= kg:
+                _add_quad(acc, rt, indices, data, k, first)
+                if want_max:
+                    _max_quad(best, rt, indices, k)
+                first = False
+                k += 4
+            while k < kg:
+                row = rt[indices[k]]
+                _add_one(acc, row, data[k], first)
+                if want_max:
+                    _max_one(best, row)
+                first = False
+                k += 1
+            if groups > 0:
+                for t in range(len(acc)):
+                    num[t] += acc[t]
+            groups += 1
+        return groups
 
     @_nb.njit(parallel=True, cache=True, nogil=True)
     def _mean_max_t(indptr, indices, data, rt, order, rowsum, want_max):  # pragma: no cover
-        # ``data``: the weights in ``rt``'s dtype
-        """Mean (NaN propagates) and NaN-skipping max from the transposed (cells, time) layout.
+        """Mean (NaN propagates) and NaN-skipping max from the (cells, time) layout.
 
-        Returns ``(mean, max, nan_row)`` (see :func:`_mean_direct`).  Each touched cell's
-        series is one contiguous row of ``rt``: the inner loop over time is a plain vector loop,
-        four cells per pass.  The weighted sum runs in the forecast's precision within groups
-        of :data:`GROUP` cells and in float64 across groups (a few float32 ulps from an
-        all-float64 sum, whatever the village's size).
+        ``data``: the weights in ``rt``'s dtype.  Returns ``(mean, max, nan_row)``:
+        ``nan_row[i]`` flags a non-empty row whose mean shows a NaN.  Each touched cell's series
+        is one contiguous row of ``rt``, so the loop over time is a plain vector loop, four cells
+        per pass; the next village's series are prefetched while this one is summed.  The
+        weighted sum runs in the forecast's precision within groups of :data:`GROUP` cells and in
+        float64 across groups (a few float32 ulps from an all-float64 sum whatever the size).
         """
         nt = rt.shape[1]
         nv = len(indptr) - 1
+        flat = rt.reshape(-1)
         mean = np.empty((nv, nt), np.float32)
         mx = np.empty((nv if want_max else 0, nt), np.float32)
         nan_row = np.zeros(nv, np.bool_)
@@ -216,52 +221,20 @@ if HAVE_NUMBA:  # pragma: no branch
             num = np.empty(nt, np.float64)
             acc = np.empty(nt, rt.dtype)
             best = np.empty(nt, rt.dtype)
-            for j in range(ch * CHUNK, min(nv, (ch + 1) * CHUNK)):
+            hi = min(nv, (ch + 1) * CHUNK)
+            for j in range(ch * CHUNK, hi):
+                if j + 1 < hi:
+                    _fetch_village(flat, indptr, indices, order[j + 1], nt)
                 i = order[j]
-                for t in range(nt):
-                    num[t] = 0.0
-                if want_max:
-                    for t in range(nt):
-                        best[t] = -np.inf
-                k, k1 = indptr[i], indptr[i + 1]
-                while k < k1:
-                    kg = min(k1, k + GROUP)
-                    for t in range(nt):
-                        acc[t] = 0.0
-                    while k + 4 <= kg:
-                        r0, r1 = rt[indices[k]], rt[indices[k + 1]]
-                        r2, r3 = rt[indices[k + 2]], rt[indices[k + 3]]
-                        w0, w1 = data[k], data[k + 1]
-                        w2, w3 = data[k + 2], data[k + 3]
-                        for t in range(nt):
-                            acc[t] += (w0 * r0[t] + w1 * r1[t]) + (w2 * r2[t] + w3 * r3[t])
-                        if want_max:
-                            for t in range(nt):     # max(best, x) keeps best when x is NaN
-                                best[t] = max(max(max(max(best[t], r0[t]), r1[t]), r2[t]), r3[t])
-                        k += 4
-                    while k < kg:
-                        row = rt[indices[k]]
-                        wk = data[k]
-                        for t in range(nt):
-                            acc[t] += wk * row[t]
-                        if want_max:
-                            for t in range(nt):
-                                best[t] = max(best[t], row[t])
-                        k += 1
-                    for t in range(nt):
-                        num[t] += acc[t]
+                groups = _village(i, indptr, indices, data, rt, acc, num, best, want_max)
                 rs = rowsum[i]
-                out = mean[i]
-                if rs > 0:
-                    bad = False
+                if groups == 0 or not rs > 0:
                     for t in range(nt):
-                        v = num[t] / rs
-                        bad |= v != v
-                        out[t] = v
-                    nan_row[i] = bad
+                        mean[i, t] = np.nan
+                elif groups == 1:          # num == acc exactly: skip the float64 copy
+                    nan_row[i] = _write_mean(mean, i, acc, 1.0 / rs)
                 else:
-                    for t in range(nt):
-                        out[t] = np.nan
+                    nan_row[i] = _write_mean(mean, i, num, 1.0 / rs)
                 if want_max:
                     for t in range(nt):
                         mx[i, t] = best[t] if best[t] > -np.inf else np.nan
@@ -328,15 +301,10 @@ def aggregate_csr(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, val
         if rowsum is None:
             rowsum = row_sums(indptr, data)
         wt = data if vals.dtype == np.float64 else data.astype(vals.dtype)   # weights in the values' dtype
-        mx = np.empty((nv, 0), np.float32)
-        if want_max or time_fastest:   # (cells, time) suits max: pay one transposed copy if needed
-            rt = vals.T if time_fastest else np.ascontiguousarray(vals.T)
-            if want_max:
-                mean, mx, nan_row = _mean_max_t(indptr, indices, wt, rt, order, rowsum, True)
-            else:
-                mean, nan_row = _mean_t(indptr, indices, wt, rt, order, rowsum)
-        else:          # mean alone reads the native (time, cells) layout, no copy
-            mean, nan_row = _mean_direct(indptr, indices, wt, vals, order, rowsum)
+        rt = vals.T if time_fastest else np.ascontiguousarray(vals.T)          # (cells, time)
+        mean, mx, nan_row = _mean_max_t(indptr, indices, wt, rt, order, rowsum, bool(want_max))
+        if not want_max:
+            mx = np.empty((nv, 0), np.float32)
         # a NaN cell shows as NaN in the plain mean: redo those rows leaving NaN cells out
         den = rowsum
         bad = np.flatnonzero(nan_row)

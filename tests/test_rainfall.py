@@ -292,3 +292,36 @@ def test_open_forecast_lays_values_out_time_fastest_and_everything_downstream_ag
     assert np.array_equal(wa["max_end"].values, wb["max_end"].values)
     ta = rainfall_table(village_rainfall(v, da, weights=w))
     pd.testing.assert_frame_equal(ta, rainfall_table(village_rainfall(v, plain, weights=w)))
+
+
+@pytest.mark.skipif(not _kernels.HAVE_NUMBA, reason="the compiled kernel's group boundaries")
+@pytest.mark.parametrize("layout", ["c", "time_fastest"])
+def test_villages_across_group_boundaries_match_exact_float64_sums(layout):
+    """Villages of 1 … 200 cells (one, two and many GROUP-cell groups), some with NaN cells."""
+    nx, ny, nt = 30, 20, 6
+    da = forecast(nx=nx, ny=ny, nt=nt, seed=9, nan_cells=[(1, 15, 22), (4, 2, 3)])
+    sizes = [1, 3, 4, 5, 15, 16, 17, 31, 32, 33, 64, 120, 200]
+    geoms, x, y = [], 0, 0
+    for n in sizes:   # n whole cells in a row-major run (wrapping): exactly n cells, weight 1 each
+        cols = [((x + i) % nx, (y + (x + i) // nx) % ny) for i in range(n)]
+        cells = [shapely.box(cx, cy, cx + 1, cy + 1) for cx, cy in cols]
+        geoms.append(shapely.union_all(cells))
+        x = (x + n + 7) % nx
+        y = (y + 3) % ny
+    v = villages(geoms)
+    w = coverage_weights(v, GridDef.from_dataarray(da))
+    assert np.diff(w.matrix.indptr).tolist() == sizes
+    vals = da.values.reshape(nt, -1)
+    if layout == "time_fastest":
+        vals = np.ascontiguousarray(vals.T).T
+    got = aggregate(w, vals, ("mean", "max"), engine="numba")
+    m = w.matrix
+    rows = [m.indices[m.indptr[i]:m.indptr[i + 1]] for i in range(len(sizes))]
+    with_nan = [n for n, cols in zip(sizes, rows, strict=True) if np.isnan(vals[:, cols]).any()]
+    assert with_nan and max(with_nan) > 16          # a NaN cell inside a multi-group village
+    for i, cols in enumerate(rows):
+        x64 = vals[:, cols].astype(np.float64)
+        with np.errstate(invalid="ignore"):
+            want = np.nanmean(x64, axis=1)       # unit weights: the plain mean of non-NaN cells
+        assert np.allclose(got["mean"][i], want, rtol=2e-6, atol=0, equal_nan=True), sizes[i]
+        assert np.array_equal(got["max"][i], np.nanmax(vals[:, cols], axis=1), equal_nan=True), sizes[i]
