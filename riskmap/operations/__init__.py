@@ -1,6 +1,6 @@
 """The guts of the store-facing commands, minus argument parsing ("tools" in rasterio's sense).
 
-``riskmap issue / lift / silence / approve / confirm / outbox / receipts`` call these; each takes
+``riskmap issue / lift / silence / unsilence / approve / confirm / outbox / receipts`` call these; each takes
 an open :class:`~riskmap.store.Store` and explicit times (``now`` is a parameter, never the clock).
 
 - :func:`store_url` — which store a command uses (``--db``, the config, ``./riskmap.sqlite``).
@@ -13,6 +13,8 @@ an open :class:`~riskmap.store.Store` and explicit times (``now`` is a parameter
   ``ack``; :func:`unacknowledged` — messages due for escalation.
 - :func:`delivery_rates` — delivery and acknowledgement rates per township.
 - :func:`outbox_view` — outbox rows as plain dicts with masked phone numbers.
+- :func:`find_silence`, :func:`unsilence` — a silence named by a prefix of its id; ending it early, with
+  the operator and the reason recorded once.
 
 Examples
 --------
@@ -48,10 +50,11 @@ from riskmap.operations.acks import (
 )
 from riskmap.operations.acts import manual_renderer, target_villages
 from riskmap.operations.approval import Approval, approve
+from riskmap.operations.silences import Unsilenced, find_silence, unsilence
 from riskmap.operations.stores import DEFAULT_DB, find_run, sqlite_path, store_url
 from riskmap.operations.views import OutboxFilter, delivery_rates, list_outbox, mask_text, outbox_view
 
-__all__ = ["ACK", "DEFAULT_DB", "Acknowledgement", "Approval", "OutboxFilter", "acknowledge",
+__all__ = ["ACK", "DEFAULT_DB", "Acknowledgement", "Approval", "OutboxFilter", "Unsilenced", "acknowledge",
            "acknowledge_reply", "acknowledged_ids", "acknowledgements", "approve", "delivery_rates",
-           "find_run", "list_outbox", "manual_renderer", "mask_text", "outbox_view", "sqlite_path",
-           "store_url", "target_villages", "unacknowledged"]
+           "find_run", "find_silence", "list_outbox", "manual_renderer", "mask_text", "outbox_view",
+           "sqlite_path", "store_url", "target_villages", "unacknowledged", "unsilence"]

@@ -16,8 +16,9 @@ from riskmap.store.records import (
     outbox_key,
     run_key,
 )
+from riskmap.store.silences import SilenceRecord
 from riskmap.store.store import Store
 
 __all__ = ["SCHEMA_VERSION", "Applied", "CapRow", "EventRecord", "OutboxRecord", "OutboxRow", "RunMeta",
-           "RunRecord", "ServiceHold", "Store", "apply_expiry", "apply_manual", "apply_run",
+           "RunRecord", "ServiceHold", "SilenceRecord", "Store", "apply_expiry", "apply_manual", "apply_run",
            "ensure_not_held", "held_by", "hold_store", "outbox_key", "run_key"]

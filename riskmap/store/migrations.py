@@ -14,9 +14,9 @@ Examples
 >>> from sqlalchemy import create_engine
 >>> engine = create_engine("sqlite://")
 >>> migrate(engine)
-2
+3
 >>> migrate(engine)  # idempotent
-2
+3
 """
 
 from __future__ import annotations
@@ -70,7 +70,18 @@ def _v2(conn: Connection) -> None:
     conn.execute(text("CREATE INDEX IF NOT EXISTS ix_outbox_phone ON outbox (phone)"))
 
 
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1, 2: _v2}
+def _v3(conn: Connection) -> None:
+    """Schema v3: ``silences.cleared_reason``, why an operator ended a silence early
+    (``riskmap unsilence ID --by NAME --reason TEXT``); silences cleared before v3 keep an empty reason.
+
+    Skipped when present (a database created from scratch by ``_v1`` already has it).
+    """
+    cols = {c["name"] for c in inspect(conn).get_columns("silences")}
+    if "cleared_reason" not in cols:
+        conn.execute(text("ALTER TABLE silences ADD COLUMN cleared_reason TEXT NOT NULL DEFAULT ''"))
+
+
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1, 2: _v2, 3: _v3}
 """Version -> migration function; the highest key is the version this riskmap writes."""
 CURRENT = max(MIGRATIONS)
 

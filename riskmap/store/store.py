@@ -48,6 +48,7 @@ from riskmap.store.db import guard, insert_ignore
 from riskmap.store.migrations import migrate
 from riskmap.store.outbox import OutboxMixin, supersede
 from riskmap.store.records import CapRow, EventRecord, OutboxRow, RunMeta, RunRecord, row_dict
+from riskmap.store.silences import SilenceRecord, audit_entries, read_silences, silence_row
 
 _STATE_FIELDS = [f.name for f in dataclasses.fields(WarningState)]
 
@@ -271,7 +272,8 @@ class Store(OutboxMixin):
 
     # -- audit ------------------------------------------------------------------------------------
     def history(self, village_code: str) -> list[EventRecord]:
-        """The full audit trail of one village: every event and every silence covering it, oldest first."""
+        """The full audit trail of one village: every event, every silence covering it and its clearing
+        (kind ``unsilence``), oldest first."""
         with guard(f"{self.url} history {village_code}"), self.engine.connect() as conn:
             rows = conn.execute(select(t.events, t.runs.c.drill)
                                 .join(t.runs, t.runs.c.id == t.events.c.run_id)
@@ -281,45 +283,37 @@ class Store(OutboxMixin):
                                r.rule, r.run_id, r.operator, r.manual, r.suppressed, r.rules_hash,
                                json.loads(r.input_hashes or "{}"), r.valid_until, bool(r.drill))
                    for r in rows]
-            silenced = [
-                EventRecord(s.created_at, "silence", village_code, ",".join(s.hazards), 0, 0,
-                            f"{s.reason} (until {s.until.isoformat()}; {s.target})",
-                            operator=s.operator, manual=True, valid_until=s.until)
-                for s in self._silence_rows(conn, village_code)]
+            silenced = [e for rec in read_silences(conn, village=village_code)
+                        for e in audit_entries(rec, village_code)]
         return sorted(silenced + out, key=lambda e: e.at)  # stable: a silence precedes events at its time
 
     # -- silences and approvals -----------------------------------------------------------------------
     def add_silence(self, silence: Silence) -> str:
         """Store a silence (idempotent); returns its id."""
         with guard(f"{self.url} add_silence"), self.engine.begin() as conn:
-            insert_ignore(conn, t.silences, [{
-                "id": silence.id, "target": silence.target,
-                "village_codes": json.dumps(silence.village_codes),
-                "hazards": json.dumps(silence.hazards), "until": silence.until, "reason": silence.reason,
-                "operator": silence.operator, "created_at": silence.created_at}], "id")
+            insert_ignore(conn, t.silences, [silence_row(silence)], "id")
         return silence.id
 
-    def clear_silence(self, silence_id: str, operator: str, at: datetime | None = None) -> bool:
-        """End a silence early; False if unknown or already cleared."""
+    def clear_silence(self, silence_id: str, operator: str, at: datetime | None = None,
+                      reason: str = "") -> bool:
+        """End a silence early, recording who, when and why; False if unknown or already cleared."""
         with guard(f"{self.url} clear_silence"), self.engine.begin() as conn:
             res = conn.execute(update(t.silences).where(t.silences.c.id == silence_id,
                                                         t.silences.c.cleared_at.is_(None))
-                               .values(cleared_at=at or _clock(), cleared_by=operator))
+                               .values(cleared_at=at or _clock(), cleared_by=operator, cleared_reason=reason))
             return bool(res.rowcount)
 
     def silences(self, now: datetime | None = None) -> list[Silence]:
         """Silences not cleared (and, given ``now``, in force at ``now``)."""
         with guard(f"{self.url} silences"), self.engine.connect() as conn:
-            out = self._silence_rows(conn, None)
-        return [s for s in out if now is None or s.created_at <= now < s.until]
+            out = read_silences(conn, cleared=False)
+        return [r.silence for r in out if now is None or r.state(now) == "active"]
 
-    @staticmethod
-    def _silence_rows(conn: Connection, village: str | None) -> list[Silence]:
-        q = select(t.silences).where(t.silences.c.cleared_at.is_(None)).order_by(t.silences.c.created_at)
-        if village is not None:
-            q = q.where(t.silences.c.village_codes.contains(f'"{village}"'))
-        return [Silence(r.target, tuple(json.loads(r.village_codes)), r.until, r.reason, r.operator,
-                        r.created_at, tuple(json.loads(r.hazards))) for r in conn.execute(q)]
+    def silence_records(self, prefix: str = "") -> list[SilenceRecord]:
+        """Every stored silence, cleared ones included (with who cleared it and why), oldest first;
+        only those whose id starts with ``prefix`` when given."""
+        with guard(f"{self.url} silence_records"), self.engine.connect() as conn:
+            return read_silences(conn, prefix=prefix)
 
     def add_approval(self, subject: str, kind: str, decision: str, operator: str, reason: str = "",
                      at: datetime | None = None) -> bool:

@@ -1,4 +1,4 @@
-"""Table definitions of the warning store, schema v1 (SQLAlchemy Core).
+"""Table definitions of the warning store (SQLAlchemy Core), in the shape of the current schema version.
 
 Times are :class:`UTCDateTime`: timezone-aware UTC in Python, ``timestamptz`` on
 PostgreSQL and fixed-width ISO 8601 text (sortable) on SQLite.
@@ -162,6 +162,8 @@ silences = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("cleared_at", UTCDateTime),
     Column("cleared_by", String(100), nullable=False, default=""),
+    # v3: why the silence was ended early (``riskmap unsilence --reason``)
+    Column("cleared_reason", Text, nullable=False, default="", server_default=""),
 )
 
 approvals = Table(
