@@ -1,5 +1,7 @@
-"""Helpers of tests/test_cli_store.py and tests/test_cli_sms.py: run the CLI in-process, the tiny region
-with a detention area, and a PostgreSQL schema of their own (in ``RISKMAP_TEST_PG_URL``'s database).
+"""Helpers of tests/test_cli_store.py, test_cli_silences.py and test_cli_sms.py: run the CLI in-process,
+the tiny region with a detention area, and a PostgreSQL schema of their own (in ``RISKMAP_TEST_PG_URL``'s
+database).  Their fixtures ``cli_commands`` (autouse), ``region`` and ``db`` are imported by those modules:
+``from cli_fixtures import cli_commands_fixture, db_fixture, region_fixture  # noqa: F401``.
 
 The region is the one of ``tests/region_data.py`` (four 0.01° villages in a row, two townships) with a
 detention area over the east half of village 0 and the west half of village 1 (so
@@ -20,7 +22,7 @@ from region_data import CRS, valid_layers, write_gpkg
 from rich.console import Console
 from sqlalchemy import create_engine, make_url, text
 
-from riskmap.cli import main, sms_cmd, store_cmd
+from riskmap.cli import main, silence_cmd, sms_cmd, store_cmd
 from riskmap.cli.app import cli
 from riskmap.store import tables as t
 
@@ -30,6 +32,7 @@ PG_SCHEMA = "riskmap_cli_tests"
 """The schema (search_path) of these tests in the test database: test_store's resets leave it alone."""
 COMMANDS = {"warnings": store_cmd.warnings_cmd, "history": store_cmd.history_cmd,
             "issue": store_cmd.issue_cmd, "lift": store_cmd.lift_cmd, "silence": store_cmd.silence_cmd,
+            "silences": silence_cmd.silences_cmd, "unsilence": silence_cmd.unsilence_cmd,
             "approve": sms_cmd.approve_cmd,
             "outbox": sms_cmd.outbox_cmd, "receipts": sms_cmd.receipts_cmd, "confirm": sms_cmd.confirm_cmd}
 
@@ -41,6 +44,25 @@ def use_these_commands(monkeypatch: pytest.MonkeyPatch) -> None:
     wide = lambda: Console(width=240, highlight=False)  # noqa: E731
     monkeypatch.setattr(store_cmd, "console", wide)
     monkeypatch.setattr(sms_cmd, "console", wide)
+    monkeypatch.setattr(silence_cmd, "console", wide)
+
+
+@pytest.fixture(name="cli_commands", autouse=True)
+def cli_commands_fixture(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Autouse in a module that imports it: these commands on the group, wide output."""
+    use_these_commands(monkeypatch)
+
+
+@pytest.fixture(name="region", scope="module")
+def region_fixture(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny region with its detention area, once per module."""
+    return write_region(tmp_path_factory.mktemp("region"))
+
+
+@pytest.fixture(name="db", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_fixture(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh store URL, once on SQLite and once on PostgreSQL (see :func:`db_url`)."""
+    return db_url(request.param, tmp_path)
 
 
 def rm(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:

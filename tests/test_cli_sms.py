@@ -13,7 +13,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from cli_fixtures import NOW, PG_DOWN, db_url, jsonl, rm, use_these_commands, write_region
+from cli_fixtures import NOW, PG_DOWN, db_url, jsonl, rm
+from cli_fixtures import cli_commands_fixture as cli_commands_fixture  # autouse: these commands
+from cli_fixtures import region_fixture as region_fixture  # region: the tiny one, per module
 from region_data import CODES
 
 from riskmap.operations import ACK, acknowledge_reply, acknowledged_ids, delivery_rates
@@ -23,16 +25,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*landline cannot receive SMS")
 V0, V1, V2, V3 = CODES
 TOWNSHIP = V0[:9]
 MOBILE = re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)")
-
-
-@pytest.fixture(autouse=True)
-def _commands(monkeypatch):
-    use_these_commands(monkeypatch)
-
-
-@pytest.fixture(scope="module")
-def region(tmp_path_factory) -> Path:
-    return write_region(tmp_path_factory.mktemp("region"))
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,10 @@ from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
-from cli_fixtures import NOW, PG_DOWN, db_url, rm, use_these_commands, write_region
+from cli_fixtures import NOW, PG_DOWN, db_url, rm
+from cli_fixtures import cli_commands_fixture as cli_commands_fixture  # autouse: these commands
+from cli_fixtures import db_fixture as db_fixture  # db: SQLite and PostgreSQL
+from cli_fixtures import region_fixture as region_fixture  # region: the tiny one, per module
 from region_data import CODES
 
 from riskmap.lifecycle import LifecyclePolicy
@@ -23,21 +26,6 @@ from riskmap.store import RunMeta, Store, apply_run, hold_store
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*landline cannot receive SMS")
 V0, V1, V2, V3 = CODES
-
-
-@pytest.fixture(autouse=True)
-def _commands(monkeypatch):
-    use_these_commands(monkeypatch)
-
-
-@pytest.fixture(scope="module")
-def region(tmp_path_factory):
-    return write_region(tmp_path_factory.mktemp("region"))
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db(request, tmp_path) -> str:
-    return db_url(request.param, tmp_path)
 
 
 @pytest.fixture
@@ -246,7 +234,8 @@ def test_console_script_runs_these_commands(tmp_path):
 
     db = f"sqlite:///{tmp_path / 'riskmap.sqlite'}"
     for name, option in (("issue", "--feature"), ("lift", "--village"), ("silence", "--until"),
-                         ("warnings", "--json"), ("history", "--db")):
+                         ("warnings", "--json"), ("history", "--db"), ("silences", "--all"),
+                         ("unsilence", "--reason")):
         res = run(name, "--help")
         assert res.returncode == 0 and option in res.stdout, (name, res.stderr)
     res = run("issue", "--village", V0, "--hazard", "torrent", "--level", "red", "--reason", "开闸分洪",

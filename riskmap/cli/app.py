@@ -24,6 +24,7 @@ def _register() -> None:
         output_cmd,
         run_cmd,
         serve_cmd,  # noqa: F401  (riskmap serve, riskmap status; #7)
+        silence_cmd,
         sms_cmd,
         store_cmd,
     )

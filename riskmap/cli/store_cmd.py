@@ -137,7 +137,8 @@ def warnings_cmd(active: bool, village: str | None, as_json: bool, db: str, conf
 @click.argument("code")
 @db_options
 def history_cmd(code: str, db: str, config: Path | None) -> None:
-    """The full audit trail of one village: every change, suppression and silence, with who and why."""
+    """The full audit trail of one village: every change, suppression and silence (and its clearing),
+    with who and why."""
     from rich.table import Table
 
     code = _check_code(code)
@@ -158,7 +159,8 @@ def history_cmd(code: str, db: str, config: Path | None) -> None:
     rows: list[tuple[Any, ...]] = []
     for e in events:
         kind = e.kind + (" (silenced)" if e.suppressed else "") + (" (drill)" if e.drill else "")
-        lv = "" if e.kind == "silence" else f"{level_text(e.old_level)} → {level_text(e.new_level)}"
+        is_silence = e.kind in ("silence", "unsilence")
+        lv = "" if is_silence else f"{level_text(e.old_level)} → {level_text(e.new_level)}"
         rows.append((e.at, kind, e.hazard, lv, esc(e.operator), e.run_id[:12], esc(e.reason),
                      e.rules_hash[:12]))
     for a in acks:  # acknowledgements (reply 1 / call-back 叫应) of the village's messages
