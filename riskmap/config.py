@@ -149,6 +149,9 @@ class PathSettings:
     cache_dir: str = "~/.cache/riskmap"
     rules_dir: str = ""
     """Rule folder; empty means ./warning_rules if present, else the packaged defaults."""
+    region: str = ""
+    """The office's region (GeoPackage or layer folder), used by the commands that take ``--region``
+    when it is not given (so ``riskmap issue``/``lift`` queue SMS and CAP); empty means not set."""
 
 
 @dataclass(frozen=True)

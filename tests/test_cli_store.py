@@ -251,3 +251,50 @@ def test_console_script_runs_these_commands(tmp_path):
     res = run("history", V0, "--db", PG_DOWN)
     assert res.returncode == 3 and "Traceback" not in res.stderr
     assert res.stderr.startswith("riskmap: error: store ") and "unavailable" in res.stderr.splitlines()[0]
+
+
+def test_paths_region_setting_stands_in_for_region(capsys, db, region, tmp_path, monkeypatch):
+    """``paths.region`` in riskmap.toml: issue and lift without --region still queue SMS and CAP."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "region.gpkg").write_bytes(region.read_bytes())
+    (tmp_path / "riskmap.toml").write_text('[paths]\nregion = "data/region.gpkg"\n', encoding="utf-8")
+    monkeypatch.chdir(tmp_path)  # ./riskmap.toml is the default config; the relative path is taken from here
+    code, out = rm(capsys, "issue", "--feature", "detention_areas:D02", "--hazard", "torrent", "--level",
+                   "red", "--reason", "开闸分洪", "--by", "李主任", "--now", NOW, "--db", db)
+    assert code == 0 and "no --region" not in out, out
+    code, out2 = rm(capsys, "lift", "--village", V0, "--hazard", "all", "--reason", "退水", "--by", "王工",
+                    "--now", "2026-07-01T12:00+08:00", "--db", db)
+    assert code == 0 and "no --region" not in out2, out2
+    store = Store.open(db)
+    try:
+        lift_run, issue_run = (r.id for r in store.runs(2))
+        queued = {run: (store.outbox(run_id=run), store.cap_messages(run)) for run in (issue_run, lift_run)}
+    finally:
+        store.close()
+    (rows, caps), (lift_rows, lift_caps) = queued[issue_run], queued[lift_run]
+    assert {r.phone for r in rows} >= {"13800000002", "13800000004", "13800000001"}
+    assert {v for c in caps for v in c.village_codes} == {V0, V1}
+    assert f"SMS queued {len(rows)}" in out and f"CAP {len(caps)}" in out
+    assert lift_rows and {v for c in lift_caps for v in c.village_codes} == {V0}
+    assert f"SMS queued {len(lift_rows)}" in out2 and f"CAP {len(lift_caps)}" in out2
+    # a --region given on the command line wins; a region set but missing is one line naming the key
+    (tmp_path / "riskmap.toml").write_text('[paths]\nregion = "data/gone.gpkg"\n', encoding="utf-8")
+    code, out = rm(capsys, "issue", "--village", V2, "--region", str(region), "--hazard", "torrent",
+                   "--level", "blue", "--reason", "x", "--by", "x", "--now", NOW, "--db", db)
+    assert code == 0 and "SMS queued" in out, out
+    code, out = rm(capsys, "lift", "--village", V2, "--hazard", "all", "--reason", "x", "--by", "x",
+                   "--now", NOW, "--db", db)
+    assert code == 2 and out.strip() == (
+        f"riskmap: error: riskmap.toml: 'paths.region' {tmp_path / 'data' / 'gone.gpkg'} does not exist")
+
+
+def test_commands_needing_a_region_take_the_setting(capsys, region, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no ./riskmap.toml
+    config = tmp_path / "office.toml"
+    config.write_text(f"[paths]\nregion = {str(region)!r}\n", encoding="utf-8")
+    code, out = rm(capsys, "check", "--config", str(config))
+    assert code == 0 and "villages" in out, out
+    code, out = rm(capsys, "run", "--forecast", str(region), "--out", str(tmp_path / "out"))
+    assert code == 2 and "--region: a region is needed (pass --region PATH or set paths.region" in out
+    code, out = rm(capsys, "check")
+    assert code == 2 and "--region: a region is needed" in out

@@ -28,6 +28,7 @@ def test_documented_example_equals_the_defaults() -> None:
     ("[gateway]\nkind = 'sms'\n", "'gateway.kind' must be"),
     ("[lifecycle]\nhold_h = [1, 2]\n", "'lifecycle.hold_h' must have 4 items"),
     ("[cap]\nlanguages = ['fr-FR']\n", "'cap.languages'"),
+    ("[paths]\nregion = 3\n", "'paths.region' must be text"),
     ("[office\n", "not valid TOML"),
 ])
 def test_typos_name_file_and_key(tmp_path: Path, text: str, needle: str) -> None:

@@ -8,18 +8,27 @@ from typing import Any
 import click
 
 from riskmap.cli.app import cli
-from riskmap.cli.common import console, forecast_options, load_config, parse_now, rules_dir_option
+from riskmap.cli.common import (
+    console,
+    forecast_options,
+    load_config,
+    parse_now,
+    region_option,
+    required_region,
+    rules_dir_option,
+)
 from riskmap.cycle import CycleRequest
 from riskmap.errors import InputError
 
 
-def _request(region: Path, forecast: tuple[Path, ...], observed: Path | None, config: Path | None,
+def _request(region: Path | None, forecast: tuple[Path, ...], observed: Path | None, config: Path | None,
              rules: Path | None, now: str | None, fopts: tuple[str, ...]) -> CycleRequest:
     from riskmap.rules import find_rules_dir
 
     settings = load_config(config)
     rules_dir = find_rules_dir(rules, settings.paths.rules_dir or None, Path.cwd())
-    return CycleRequest(region=region, forecast=forecast, out_dir=Path("."), settings=settings,
+    return CycleRequest(region=required_region(region, settings), forecast=forecast,
+                        out_dir=Path("."), settings=settings,
                         rules_dir=rules_dir, observed=observed, now=parse_now(now),
                         forecast_options=forecast_options(fopts))
 
@@ -34,9 +43,7 @@ def _inputs(f: Any) -> Any:
                      help="Observed rainfall file.")(f)
     f = click.option("--forecast", "forecast", required=True, multiple=True,
                      type=click.Path(exists=True, path_type=Path), help="Forecast file(s).")(f)
-    f = click.option("--region", "region", required=True, type=click.Path(exists=True, path_type=Path),
-                     help="Region GeoPackage or layer folder.")(f)
-    return f
+    return region_option()(f)
 
 
 def _write_table(frame: Any, path: Path) -> None:
@@ -53,7 +60,7 @@ def _write_table(frame: Any, path: Path) -> None:
 @_inputs
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path),
               help="FILE.csv or FILE.parquet; the window summary goes to FILE.windows.csv/.parquet.")
-def rainfall(region: Path, forecast: tuple[Path, ...], observed: Path | None, config: Path | None,
+def rainfall(region: Path | None, forecast: tuple[Path, ...], observed: Path | None, config: Path | None,
              now: str | None, fopts: tuple[str, ...], out: Path) -> None:
     """Per-village rainfall (long form: village, time, stat, mm) and its rolling-window summary."""
     import pandas as pd
@@ -83,8 +90,9 @@ def rainfall(region: Path, forecast: tuple[Path, ...], observed: Path | None, co
 @rules_dir_option
 @click.option("--lang", "lang", type=click.Choice(["zh-CN", "en-US"]), default=None,
               help="Language of the explanation (default: the office's).")
-def explain(code: str, region: Path, forecast: tuple[Path, ...], observed: Path | None, config: Path | None,
-            now: str | None, fopts: tuple[str, ...], rules: Path | None, lang: str | None) -> None:
+def explain(code: str, region: Path | None, forecast: tuple[Path, ...], observed: Path | None,
+            config: Path | None, now: str | None, fopts: tuple[str, ...], rules: Path | None,
+            lang: str | None) -> None:
     """Explain one village's levels: which rule, which rainfall, which threshold."""
     from riskmap.cycle import evaluate_cycle
     from riskmap.rules import explain_village
@@ -94,6 +102,6 @@ def explain(code: str, region: Path, forecast: tuple[Path, ...], observed: Path 
         ev = evaluate_cycle(req)
     codes = ev.result.assessment.villages["village_code"].astype(str)
     if code not in set(codes):
-        raise InputError(f"village {code!r} is not in the region {region} (codes are 12 digits)")
+        raise InputError(f"village {code!r} is not in the region {req.region} (codes are 12 digits)")
     language = lang or req.settings.office.language
     click.echo(explain_village(ev.result.assessment, ev.result.features, ev.context, code, language))

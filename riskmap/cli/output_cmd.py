@@ -9,7 +9,7 @@ import click
 import pandas as pd
 
 from riskmap.cli.app import cli
-from riskmap.cli.common import console, load_config, parse_now
+from riskmap.cli.common import console, load_config, parse_now, region_option, required_region
 
 
 def _levels(path: Path) -> pd.DataFrame:
@@ -26,7 +26,7 @@ def _run_time(now: str | None, levels_path: Path) -> datetime:
 
 
 @cli.command("map")
-@click.option("--region", "region", required=True, type=click.Path(exists=True, path_type=Path))
+@region_option()
 @click.option("--levels", "levels", required=True, type=click.Path(exists=True, path_type=Path),
               help="A levels.csv written by a run.")
 @click.option("--forecast", "forecast", type=click.Path(exists=True, path_type=Path),
@@ -38,8 +38,8 @@ def _run_time(now: str | None, levels_path: Path) -> datetime:
               "levels file's time.")
 @click.option("--config", "config", type=click.Path(path_type=Path))
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="HTML file to write.")
-def map_(region: Path, levels: Path, forecast: Path | None, window: float, tiles: str | None, now: str | None,
-         config: Path | None, out: Path) -> None:
+def map_(region: Path | None, levels: Path, forecast: Path | None, window: float, tiles: str | None,
+         now: str | None, config: Path | None, out: Path) -> None:
     """Write the offline warning map (one self-contained HTML file)."""
     from riskmap.forecast import open_forecast
     from riskmap.maps import warning_map, write_map
@@ -50,13 +50,14 @@ def map_(region: Path, levels: Path, forecast: Path | None, window: float, tiles
     run_time = _run_time(now, levels)
     rain = open_forecast(forecast) if forecast else None
     title = f"{s.office.issuer} 预警图 {format_local(run_time, s.office.timezone)}"
-    m = warning_map(load_region(region), _levels(levels), rain=rain, title=title, run_time=run_time,
+    reg = load_region(required_region(region, s))
+    m = warning_map(reg, _levels(levels), rain=rain, title=title, run_time=run_time,
                     tz=s.office.timezone, tiles=tiles, rain_window_h=window)
     console().print(f"map → {write_map(m, out)}")
 
 
 @cli.command("report")
-@click.option("--region", "region", required=True, type=click.Path(exists=True, path_type=Path))
+@region_option()
 @click.option("--levels", "levels", required=True, type=click.Path(exists=True, path_type=Path),
               help="A levels.csv written by a run.")
 @click.option("--db", "db", default="", help="Store URL; with --run, the township table counts its messages.")
@@ -67,14 +68,15 @@ def map_(region: Path, levels: Path, forecast: Path | None, window: float, tiles
 @click.option("--config", "config", type=click.Path(path_type=Path))
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path),
               help="Folder for report.png/.pdf.")
-def report(region: Path, levels: Path, db: str, run_id: str | None, now: str | None, config: Path | None,
-           out: Path) -> None:
+def report(region: Path | None, levels: Path, db: str, run_id: str | None, now: str | None,
+           config: Path | None, out: Path) -> None:
     """Static report (PNG + PDF) with legend, scale bar, north arrow and a table per township."""
     from riskmap.region import load_region
     from riskmap.report import write_report_files
     from riskmap.timeutil import format_local
 
     s = load_config(config)
+    reg = required_region(region, s)
     run_time = _run_time(now, levels)
     messages = None
     url = db or s.store.url
@@ -91,7 +93,7 @@ def report(region: Path, levels: Path, db: str, run_id: str | None, now: str | N
                                  "status": [r.status for r in rows]})
     title = f"{s.office.issuer} 预警报告 {format_local(run_time, s.office.timezone)}"
     with console().status("drawing the report 制图…"):
-        files = write_report_files(out, load_region(region), _levels(levels), title=title,
+        files = write_report_files(out, load_region(reg), _levels(levels), title=title,
                                    issuer=s.office.issuer, run_time=run_time, tz=s.office.timezone,
                                    messages=messages)
     for name, path in files.items():

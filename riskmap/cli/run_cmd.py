@@ -8,7 +8,15 @@ from typing import Any
 import click
 
 from riskmap.cli.app import cli
-from riskmap.cli.common import console, forecast_options, load_config, parse_now, rules_dir_option
+from riskmap.cli.common import (
+    console,
+    forecast_options,
+    load_config,
+    parse_now,
+    region_option,
+    required_region,
+    rules_dir_option,
+)
 from riskmap.cycle import STAGES, CycleReport, CycleRequest, run_cycle
 from riskmap.levels import Level
 
@@ -67,8 +75,7 @@ def print_summary(report: CycleReport, out_dir: Path) -> None:
 
 
 @cli.command("run")
-@click.option("--region", "region", required=True, type=click.Path(exists=True, path_type=Path),
-              help="Region GeoPackage or layer folder.")
+@region_option()
 @click.option("--forecast", "forecast", required=True, multiple=True,
               type=click.Path(exists=True, path_type=Path), help="Forecast file(s); repeat for several.")
 @click.option("--observed", type=click.Path(exists=True, path_type=Path), help="Observed rainfall file.")
@@ -83,14 +90,15 @@ def print_summary(report: CycleReport, out_dir: Path) -> None:
 @click.option("--drill", is_flag=True, help="Drill run: messages marked 【演练】, CAP status Exercise.")
 @click.option("--no-map", is_flag=True, help="Skip the HTML map.")
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder.")
-def run(region: Path, forecast: tuple[Path, ...], observed: Path | None, config: Path | None,
+def run(region: Path | None, forecast: tuple[Path, ...], observed: Path | None, config: Path | None,
         rules: Path | None, db: str, now: str | None, fopts: tuple[str, ...], drill: bool, no_map: bool,
         out: Path) -> None:
     """Run one warning cycle on your region and forecast."""
     settings = load_config(config)
-    req = CycleRequest(region=region, forecast=forecast, out_dir=out, settings=settings,
-                       rules_dir=_rules(rules, settings), observed=observed, db_url=db, now=parse_now(now),
-                       forecast_options=forecast_options(fopts), drill=drill, write_map=not no_map)
+    req = CycleRequest(region=required_region(region, settings), forecast=forecast, out_dir=out,
+                       settings=settings, rules_dir=_rules(rules, settings), observed=observed, db_url=db,
+                       now=parse_now(now), forecast_options=forecast_options(fopts), drill=drill,
+                       write_map=not no_map)
     print_summary(_run_with_progress(req), out)
 
 

@@ -21,7 +21,7 @@ import click
 from rich.markup import escape as esc
 
 from riskmap.cli.app import cli
-from riskmap.cli.common import console
+from riskmap.cli.common import console, load_config, region_option, region_path
 from riskmap.cli.store_cmd import clock, db_options, level_text, local, now_option, open_store
 
 
@@ -107,8 +107,7 @@ def _rate(x: float) -> str:
 
 @cli.command("receipts")
 @click.option("--run", "run", default=None, metavar="RUN", help="Only this run (id or its first characters).")
-@click.option("--region", "region", type=click.Path(exists=True, path_type=Path),
-              help="Region, for township names.")
+@region_option("Region, for township names")
 @click.option("--drill", is_flag=True, help="Drill messages instead of real ones.")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
 @db_options
@@ -117,7 +116,8 @@ def receipts_cmd(run: str | None, region: Path | None, drill: bool, as_json: boo
     """Delivery and acknowledgement rates per township (acknowledged: reply 1/收到 or call-back)."""
     from riskmap.operations import delivery_rates, find_run
 
-    names = _township_names(region) if region is not None else {}
+    reg = region_path(region, load_config(config))
+    names = _township_names(reg) if reg is not None else {}
     store, _ = open_store(db, config, must_exist=True)
     try:
         run_id = find_run(store, run).id if run else None

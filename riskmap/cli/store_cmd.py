@@ -5,8 +5,9 @@ and ``--config``.  Manual acts need ``--by NAME`` and ``--reason``; each act is 
 (source ``manual``) and every change carries the operator, so ``riskmap history CODE`` shows who
 did what and why.  Targets: ``--village CODE`` (repeatable) and/or ``--feature LAYER:ID``
 (``detention_areas:D1`` → every village in the detention area, ``reservoirs:R3`` → the villages of
-the reservoir's downstream zone) with ``--region``.  With ``--region`` a manual issue or lift also
-queues its SMS (routing and templates of the rule folder) and CAP messages, as a run does.
+the reservoir's downstream zone) with ``--region``.  With a region (``--region``, else ``paths.region``
+of the settings) a manual issue or lift also queues its SMS (routing and templates of the rule folder)
+and CAP messages, as a run does.
 ``--now`` defaults to the clock (here, at the edge, only).
 """
 
@@ -22,7 +23,7 @@ import click
 from rich.markup import escape as esc
 
 from riskmap.cli.app import cli
-from riskmap.cli.common import console, load_config, parse_now
+from riskmap.cli.common import console, load_config, parse_now, region_option, region_path
 from riskmap.config import Settings
 from riskmap.errors import InputError
 from riskmap.levels import Level
@@ -173,8 +174,7 @@ def history_cmd(code: str, db: str, config: Path | None) -> None:
 
 
 def _target_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    f = click.option("--region", "region", type=click.Path(exists=True, path_type=Path),
-                     help="Region (for --feature; with it an issue or lift also queues SMS and CAP).")(f)
+    f = region_option("Region (for --feature; with it an issue or lift also queues SMS and CAP)")(f)
     f = click.option("--feature", "features", multiple=True, metavar="LAYER:ID",
                      help="A feature: detention_areas:D1 (villages in it), reservoirs:R3 (its downstream "
                      "zone's villages) …; repeatable.")(f)
@@ -194,7 +194,9 @@ def _act_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return _target_options(f)
 
 
-def _region(path: Path | None) -> Any:
+def _region(given: Path | None, config: Path | None) -> Any:
+    """The loaded region of ``--region``, else of ``paths.region``; None when neither is set."""
+    path = region_path(given, load_config(config))
     if path is None:
         return None
     from riskmap.region import load_region
@@ -239,7 +241,7 @@ def _apply(acts: list[Any], db: str, config: Path | None, now: datetime, region:
     con.print(f"{len(out.decision.changes)} change(s) in run {out.run_id[:12]}"
               + (" (drill)" if drill else ""))
     if region is None:
-        con.print("no --region: no SMS or CAP queued for this act")
+        con.print("no --region (nor paths.region): no SMS or CAP queued for this act")
     else:
         con.print(f"SMS queued {len(rows) - held}, held for approval {held}"
                   + (f" (riskmap approve {out.run_id[:12]} --by NAME)" if held else "")
@@ -268,7 +270,7 @@ def issue_cmd(hazard: str, level: str, until: str | None, villages: tuple[str, .
         raise InputError(f"--until {until}: must be after the act ({t.isoformat()})")
     if not by.strip() or not reason.strip():
         raise InputError("--by and --reason must not be empty")
-    reg = _region(region)
+    reg = _region(region, config)
     codes, label = target_villages(villages, features, reg)
     _apply([ManualIssue(label, codes, hazard, int(lv), reason, by, valid_until=valid)], db, config, t, reg,
            rules, drill)
@@ -288,7 +290,7 @@ def lift_cmd(hazard: str, villages: tuple[str, ...], features: tuple[str, ...], 
     if not by.strip() or not reason.strip():
         raise InputError("--by and --reason must not be empty")
     t = clock(now)
-    reg = _region(region)
+    reg = _region(region, config)
     codes, label = target_villages(villages, features, reg)
     _apply([ManualLift(label, codes, reason, by, hazard="" if hazard == "all" else hazard)], db, config, t,
            reg, rules, drill)
@@ -317,7 +319,7 @@ def silence_cmd(until: str, hazards: tuple[str, ...], reason: str, by: str, vill
     end = parse_time("--until", until)
     if end is None or end <= t:
         raise InputError(f"--until {until}: the end must be after now ({t.isoformat()})")
-    codes, label = target_villages(villages, features, _region(region))
+    codes, label = target_villages(villages, features, _region(region, config))
     silence = Silence(label, codes, end, reason, by, t, tuple(hazards))
     store, settings = open_store(db, config)
     try:

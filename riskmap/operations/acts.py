@@ -22,7 +22,7 @@ def target_villages(villages: Sequence[str], features: Sequence[str],
     >>> target_villages([], ["detention_areas:D1"])
     Traceback (most recent call last):
     ...
-    riskmap.errors.InputError: --feature detention_areas:D1: a feature target needs --region PATH
+    riskmap.errors.InputError: --feature detention_areas:D1: a feature target needs --region PATH (or ...)
     """
     if not villages and not features:
         raise InputError("--village / --feature: name at least one village code or LAYER:ID feature")
@@ -41,7 +41,7 @@ def target_villages(villages: Sequence[str], features: Sequence[str],
         if not sep or not layer.strip() or not ident.strip():
             raise InputError(f"--feature {f!r}: write it as LAYER:ID, e.g. detention_areas:D1")
         if region is None:
-            raise InputError(f"--feature {f}: a feature target needs --region PATH")
+            raise InputError(f"--feature {f}: a feature target needs --region PATH (or paths.region)")
         from riskmap.targets import resolve_target
 
         try:
