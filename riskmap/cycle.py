@@ -51,9 +51,12 @@ class CycleRequest:
     drill: bool = False
     write_map: bool = True
     refuse_if_held: bool = True
+    """Refuse (exit 4) when a running ``serve`` holds the store; the service itself sets False."""
     dispatch: bool = True
     """Hand queued SMS to the gateway now; ``serve`` leaves this to its own dispatcher."""
-    """Refuse (exit 4) when a running ``serve`` holds the store; the service itself sets False."""
+    loaded_region: Any = None
+    """The region at ``region`` already loaded (a :class:`riskmap.region_cache.LoadedRegion`,
+    which ``serve`` keeps between forecasts); None = load it now."""
 
 
 @dataclass(frozen=True)
@@ -78,15 +81,9 @@ class CycleReport:
 
 
 def _sha_files(paths: Sequence[Path]) -> str:
-    h = hashlib.sha256()
-    for p in paths:
-        files = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
-        for f in files:
-            h.update(f.name.encode())
-            with f.open("rb") as fh:
-                while chunk := fh.read(1 << 20):
-                    h.update(chunk)
-    return h.hexdigest()[:32]
+    from riskmap.region_cache import files_hash
+
+    return files_hash(list(paths))
 
 
 def rules_hash(rules_dir: Any) -> str:
@@ -129,6 +126,8 @@ class Rainfall:
     now: datetime
     weights: Any
     rain: Any
+    region_hash: str = ""
+    """Hash of the region's files (recorded with the run)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -151,12 +150,13 @@ def compute_rainfall(req: CycleRequest, timer: _Timer | None = None) -> Rainfall
     from riskmap.forecast import merge_observed, open_forecast, open_observed
     from riskmap.grid import GridDef
     from riskmap.rainfall import village_rainfall
-    from riskmap.region import load_region
+    from riskmap.region_cache import LoadedRegion
     from riskmap.weights_cache import cached_coverage_weights
 
     timer = timer or _Timer(None)
     with timer.stage("region"):
-        region = load_region(req.region)
+        loaded = req.loaded_region or LoadedRegion.load(req.region)
+        region = loaded.region
     with timer.stage("forecast"):
         if not req.forecast:
             raise InputError("run: no forecast file given (--forecast)")
@@ -170,10 +170,11 @@ def compute_rainfall(req: CycleRequest, timer: _Timer | None = None) -> Rainfall
     fault_point("after-ingest")  # fault point (#7)
     with timer.stage("weights"):
         cache = Path(req.settings.paths.cache_dir).expanduser()
-        weights = cached_coverage_weights(cache, region.villages, GridDef.from_dataarray(grid))
+        weights = cached_coverage_weights(cache, region.villages, GridDef.from_dataarray(grid),
+                                          layer_key=region.village_key)
     with timer.stage("rainfall"):
-        rain = village_rainfall(region.villages, grid, weights=weights)
-    return Rainfall(region, grid, now, weights, rain)
+        rain = village_rainfall(None, grid, weights=weights)   # the layer key covers the codes in order
+    return Rainfall(region, grid, now, weights, rain, loaded.content_hash)
 
 
 def evaluate_cycle(req: CycleRequest, timer: _Timer | None = None) -> Evaluation:
@@ -233,7 +234,7 @@ def run_cycle(req: CycleRequest, progress: Progress | None = None) -> CycleRepor
                 now=now, source=",".join(p.name for p in req.forecast),
                 forecast_hash=_sha_files(list(req.forecast)),
                 observed_hash=_sha_files([req.observed]) if req.observed else "",
-                rules_hash=rules_hash(ev.rules_dir), region_hash=_sha_files([req.region]), drill=req.drill,
+                rules_hash=rules_hash(ev.rules_dir), region_hash=ev.rainfall.region_hash, drill=req.drill,
             )
             renderer = Renderer(region, ev.routing, ev.templates, s, ruleset=ev.ruleset, drill=req.drill)
             applied = apply_run(store, meta, levels, LifecyclePolicy.from_settings(s.lifecycle), renderer)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import geopandas as gpd
@@ -74,6 +75,18 @@ class Region:
     def layer(self, name: str) -> pd.DataFrame:
         """Return a layer by its schema name."""
         return getattr(self, name)
+
+    @cached_property
+    def village_key(self) -> str:
+        """Hash of the village layer (:func:`riskmap.weights_cache.village_layer_key`), computed once.
+
+        The key of the cached coverage weights; :func:`load_region` computes it at load, so a
+        service that keeps the region loaded never hashes the layer again.  A Region is a
+        value: its frames are not to be modified in place (load a new one instead).
+        """
+        from riskmap.weights_cache import village_layer_key
+
+        return village_layer_key(self.villages)
 
 
 def _east_north(base: CRS) -> CRS:
@@ -222,4 +235,6 @@ def load_region(path: str | Path, *, check: bool = True) -> Region:
             lines = [p.format() for p in report.warnings[:5]]
             head = f"{raw.source}: {len(report.warnings)} warning(s) in the region:\n"
             warnings.warn(head + "\n".join(lines), DataWarning, stacklevel=2)
-    return region_from_raw(raw)
+    region = region_from_raw(raw)
+    _ = region.village_key       # hashed once, at load (the key of the cached coverage weights)
+    return region

@@ -380,3 +380,41 @@ def test_stop_waits_for_the_running_cycle_then_releases_the_store(tmp_path: Path
     hb = json.loads(Path(str(store.engine.url.database) + ".serve.json").read_text())
     assert hb["state"] == "stopped"
     store.close()
+
+
+def test_cycles_keep_the_region_loaded_until_its_file_changes(tmp_path: Path) -> None:
+    """serve loads the region once for all forecasts (and its renderer with it); an edit reloads both."""
+    from riskmap.rules import packaged_rules_dir
+    from riskmap.service.config import Source
+    from riskmap.service.runner import Service
+
+    region = make_region(tmp_path / "region.gpkg")
+    settings = replace(Settings(), paths=PathSettings(cache_dir=str(tmp_path / "cache")))
+    svc = Service(settings, ServiceConfig(region=region, inbox=tmp_path / "inbox", out=tmp_path / "out",
+                                          write_map=False))
+    svc.rules_dir = packaged_rules_dir()
+    svc.dispatcher = SimpleNamespace(wake=lambda: None)
+    src = Source("nwp")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        first = svc.cycle(write_forecast(tmp_path / "f1.nc"), src)
+        loaded = svc.regions.get(region)
+        renderer = svc.renderer()
+        second = svc.cycle(write_forecast(tmp_path / "f2.nc", ref="2026-07-15T01:00", peak_mm=90.0), src)
+        assert svc.regions.get(region) is loaded and svc.renderer() is renderer
+        assert not first.already_done and not second.already_done
+        st = region.stat()
+        os.utime(region, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))   # the office edits the file
+        svc.cycle(write_forecast(tmp_path / "f3.nc", ref="2026-07-15T02:00"), src)
+        assert svc.regions.get(region) is not loaded and svc.renderer() is not renderer
+    import sqlalchemy as sa
+
+    from riskmap.store import tables
+
+    store = Store.open(first.db_url)
+    try:
+        with store.engine.connect() as conn:
+            hashes = dict(conn.execute(sa.select(tables.runs.c.source, tables.runs.c.region_hash)).all())
+    finally:
+        store.close()
+    assert hashes["f1.nc"] == hashes["f2.nc"] == loaded.content_hash

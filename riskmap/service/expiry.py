@@ -31,9 +31,8 @@ def due_warnings(store: Any, now: datetime) -> list[Any]:
     return [w for w in store.warnings(active=True) if w.valid_until is not None and w.valid_until <= now]
 
 
-def make_renderer(settings: Settings, region_path: Path, rules_dir: Any) -> Any:
-    """The message and CAP renderer of the service's region and rules (built once, it loads the region)."""
-    from riskmap.region import load_region
+def make_renderer(settings: Settings, region: Any, rules_dir: Any) -> Any:
+    """The message and CAP renderer of the service's (loaded) region and rules."""
     from riskmap.render import Renderer
     from riskmap.routing_rules import load_routing
     from riskmap.rules import load_rules
@@ -43,7 +42,7 @@ def make_renderer(settings: Settings, region_path: Path, rules_dir: Any) -> Any:
     routing = load_routing(local if (local / "routing.yaml").is_file() else None)
     templates = load_templates(local if (local / "templates.yaml").is_file() else None,
                                language=settings.office.language, timezone=settings.office.timezone)
-    return Renderer(load_region(region_path), routing, templates, settings, ruleset=load_rules(rules_dir))
+    return Renderer(region, routing, templates, settings, ruleset=load_rules(rules_dir))
 
 
 def expire_due_warnings(store: Any, renderer: Any, now: datetime, out: Path, settings: Settings) -> Any:

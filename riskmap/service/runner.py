@@ -23,7 +23,6 @@ import logging
 import os
 import signal
 import threading
-from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -52,6 +51,8 @@ class Service:
     """One ``riskmap serve`` process; :meth:`start`, then :meth:`stop` (see the module docstring)."""
 
     def __init__(self, settings: Settings, sc: ServiceConfig) -> None:
+        from riskmap.region_cache import RegionCache
+
         self.settings, self.sc = settings, sc
         self.db_url = db_url_for(settings, sc)
         self.hb_path = heartbeat_path(self.db_url, sc.out)
@@ -69,7 +70,9 @@ class Service:
         self.dispatcher: Any = None
         self.scheduler: Any = None
         self.state = "starting"
-        self._renderer: Any = None
+        self.regions = RegionCache(keep_last_good=True)
+        """The region, loaded once and kept between cycles (reloaded when its files change)."""
+        self._renderer: tuple[Any, Any] | None = None   # (the LoadedRegion it was built on, renderer)
         self._routing: Any = None
         self.jobs: list[dict[str, Any]] = []
         """The scheduled jobs' next fire times, refreshed by the main thread (:meth:`refresh_jobs`)."""
@@ -154,16 +157,13 @@ class Service:
         """One cycle on one forecast file (the caller holds :attr:`cycle_lock`)."""
         from riskmap.cycle import CycleRequest, run_cycle
 
-        extra: dict[str, Any] = {}
-        known = {f.name for f in fields(CycleRequest)}
-        if "refuse_if_held" in known:
-            extra["refuse_if_held"] = False  # we are the holder
-        if "dispatch" in known:
-            extra["dispatch"] = False  # our own dispatcher sends (its gateway carries the dlr-url)
-        req = CycleRequest(region=self.sc.region or Path("."), forecast=(forecast,), out_dir=self.sc.out,
-                           settings=self.settings, rules_dir=self.rules_dir, observed=observed,
-                           db_url=self.db_url, now=now, forecast_options=dict(source.forecast_options),
-                           write_map=self.sc.write_map, **extra)
+        region = self.sc.region or Path(".")
+        # refuse_if_held=False: we are the holder; dispatch=False: our own dispatcher sends
+        # (its gateway carries the dlr-url); the region stays loaded between forecasts
+        req = CycleRequest(region=region, forecast=(forecast,), out_dir=self.sc.out, settings=self.settings,
+                           rules_dir=self.rules_dir, observed=observed, db_url=self.db_url, now=now,
+                           forecast_options=dict(source.forecast_options), write_map=self.sc.write_map,
+                           refuse_if_held=False, dispatch=False, loaded_region=self.regions.get(region))
         t0 = _now()
         report = run_cycle(req, lambda stage: log.debug("cycle stage %s", stage))
         self.dispatcher.wake()
@@ -275,12 +275,13 @@ class Service:
                 log.error("%s", exc)
 
     def renderer(self) -> Any:
-        """The service's message renderer (region, routing, templates, rules), built on first use."""
+        """The message renderer (region, routing, templates, rules); rebuilt when the region changes."""
         from riskmap.service.expiry import make_renderer
 
-        if self._renderer is None:
-            self._renderer = make_renderer(self.settings, self.sc.region or Path("."), self.rules_dir)
-        return self._renderer
+        loaded = self.regions.get(self.sc.region or Path("."))
+        if self._renderer is None or self._renderer[0] is not loaded:
+            self._renderer = (loaded, make_renderer(self.settings, loaded.region, self.rules_dir))
+        return self._renderer[1]
 
     def check_escalation(self, now: datetime | None = None) -> None:
         """The escalation job: unacknowledged orange/red messages go to the next person up."""
