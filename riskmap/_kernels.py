@@ -278,13 +278,13 @@ def row_sums(indptr: np.ndarray, data: np.ndarray) -> np.ndarray:
 def aggregate_csr(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, vals: np.ndarray,
                   order: np.ndarray, want_mean: bool = True, want_max: bool = True,
                   engine: str = "auto", rowsum: np.ndarray | None = None,
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                  data32: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-row NaN-skipping weighted mean and max of ``vals`` (time, cells).
 
     Returns ``(mean (rows, time) float32, max (rows, time) float32, den)`` where ``den`` is
     each row's smallest (over time) weight sum on non-NaN cells.  ``engine`` is ``auto``,
     ``numba`` or ``numpy``.  Arrays not requested have zero columns.  ``rowsum`` (each row's
-    weight sum, :func:`row_sums`) may be passed when known.
+    weight sum, :func:`row_sums`) and ``data32`` (``data`` as float32) may be passed when known.
     """
     if engine == "auto":
         engine = "numba" if HAVE_NUMBA else "numpy"
@@ -300,7 +300,10 @@ def aggregate_csr(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, val
         nv = len(indptr) - 1
         if rowsum is None:
             rowsum = row_sums(indptr, data)
-        wt = data if vals.dtype == np.float64 else data.astype(vals.dtype)   # weights in the values' dtype
+        if vals.dtype == np.float64:        # the weights in the values' dtype
+            wt = data
+        else:
+            wt = data32 if data32 is not None and len(data32) == len(data) else data.astype(np.float32)
         rt = vals.T if time_fastest else np.ascontiguousarray(vals.T)          # (cells, time)
         mean, mx, nan_row = _mean_max_t(indptr, indices, wt, rt, order, rowsum, bool(want_max))
         if not want_max:

@@ -69,7 +69,9 @@ def _fit_axis(values: np.ndarray, name: str, where: str) -> tuple[float, float]:
     if v.size == 1:
         raise ForecastError(f"{where}: coordinate '{name}' has one value; the cell size is unknown")
     i = np.arange(v.size, dtype=np.float64)
-    step, start = (float(t) for t in np.polyfit(i, v, 1))
+    ic, vc = i - i.mean(), v - v.mean()          # least-squares line, closed form
+    step = float(ic @ vc / (ic @ ic))
+    start = float(v.mean() - step * i.mean())
     if step == 0:
         raise ForecastError(f"{where}: coordinate '{name}' does not change")
     resid = np.abs(v - (start + step * i)).max()

@@ -121,7 +121,8 @@ def aggregate(weights: CoverageWeights, values: np.ndarray, stats: Sequence[str]
         values = values.astype(np.float64)
     m = weights.matrix
     mean, mx, den = aggregate_csr(m.indptr, m.indices, m.data, values, weights.order,
-                                  "mean" in stats, "max" in stats, engine=engine, rowsum=weights.rowsum)
+                                  "mean" in stats, "max" in stats, engine=engine, rowsum=weights.rowsum,
+                                  data32=weights.data32 if values.dtype == np.float32 else None)
     full = weights.full
     with np.errstate(invalid="ignore", divide="ignore"):
         frac = np.where(full > 0, den / np.where(full > 0, full, 1.0), 0.0)

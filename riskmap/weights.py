@@ -109,6 +109,11 @@ class CoverageWeights:
         return np.asarray(self.matrix.indices)
 
     @cached_property
+    def data32(self) -> np.ndarray:
+        """The coverage fractions as float32 (what the kernel multiplies float32 rain with; cached)."""
+        return np.asarray(self.matrix.data, np.float32)
+
+    @cached_property
     def order(self) -> np.ndarray:
         """Rows in spatial order (sorted by first touched cell): the cache-friendly visiting order."""
         return spatial_order(self.indptr, self.indices)

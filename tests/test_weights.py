@@ -223,6 +223,8 @@ def test_cache_load_is_memory_mapped_and_carries_its_precomputed_parts(tmp_path)
     got = load_weights(tmp_path, v, g)
     assert got is not None and not got.matrix.indptr.flags.writeable      # views of the mapped file
     assert np.array_equal(got.order, built.order) and np.array_equal(got.rowsum, built.rowsum)
+    assert "data32" in got.__dict__ and got.data32.dtype == np.float32       # stored, not recomputed
+    assert np.array_equal(got.data32, built.matrix.data.astype(np.float32))
     assert got.codes_digest == built.codes_digest == codes_digest(v["code"])
     assert got.codes_index.tolist() == v["code"].tolist()
     # the same codes give the same digest whatever holds them; the layer key does not depend on it
