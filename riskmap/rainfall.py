@@ -17,12 +17,14 @@ done by one compiled pass over the CSR arrays (:mod:`riskmap._kernels`, numba on
 float32 sums over groups of 16 cells added up in float64; villages visited in spatial order so
 the grid rows stay in cache).  :func:`~riskmap.forecast.open_forecast` lays the values out
 time-fastest in memory, so the kernel reads the forecast as ``cells × time`` in place; a
-C-ordered ``(time, y, x)`` array gives the same numbers (``mean`` alone in place, with
-``max`` after one transposed copy).
+C-ordered ``(time, y, x)`` array gives the same numbers after one transposed copy.
 
-On the reference province (50,000 villages, 600 × 500 cells, 72 steps) a warm call — layer
-key, cached weights memory-mapped and verified, the product, the Dataset — takes a few tens of
-milliseconds (``benchmarks/bench_rainfall.py`` prints each part).
+On the reference province (50,000 villages, 600 × 500 cells, 72 steps) a warm call — cached
+weights memory-mapped and verified, the product, the Dataset — takes 15–20 ms
+(``benchmarks/bench_rainfall.py`` prints each part).  The cache is keyed by the grid and the
+village layer's hash, which :func:`~riskmap.region.load_region` computes once
+(:attr:`~riskmap.region.Region.village_key`; ``serve`` keeps the region loaded between
+forecasts, :class:`~riskmap.region_cache.RegionCache`).
 Without numba the same numbers come from ``scipy.sparse`` (``W @ R``) and
 ``np.fmax.reduceat`` — no Python loop over villages either way.
 
