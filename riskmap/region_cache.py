@@ -49,21 +49,27 @@ log = logging.getLogger("riskmap.region")
 
 
 def region_files(path: Path) -> list[Path]:
-    """The files of a region: the file itself, or every file under the folder (sorted)."""
+    """The files of a region: every file under the folder (sorted), or the file itself.
+
+    A GeoPackage being edited (QGIS) keeps recent changes in its ``-wal`` file until a
+    checkpoint, and readers see them: the ``-wal`` file counts as part of the region.
+    """
     if path.is_dir():
         return sorted(q for q in path.rglob("*") if q.is_file())
-    return [path]
+    wal = path.with_name(path.name + "-wal")
+    return [path, wal] if wal.is_file() else [path]
 
 
 def fingerprint(path: Path) -> tuple[tuple[str, int, int, int], ...]:
     """(relative name, size, mtime ns, inode) of every file of the region; cheap (``stat`` only)."""
     out = []
+    folder = path.is_dir()
     for f in region_files(path):
         try:
             st = f.stat()
         except OSError:          # vanished between listing and stat: a change
             continue
-        out.append((str(f.relative_to(path)) if f != path else f.name, st.st_size, st.st_mtime_ns, st.st_ino))
+        out.append((str(f.relative_to(path)) if folder else f.name, st.st_size, st.st_mtime_ns, st.st_ino))
     return tuple(out)
 
 

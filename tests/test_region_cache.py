@@ -103,3 +103,28 @@ def test_no_region_loaded_before_raises_even_when_keeping(tmp_path: Path):
 def test_loaded_region_load_is_what_a_cycle_uses(region_dir: Path):
     lr = LoadedRegion.load(region_dir)
     assert lr.path == region_dir and len(lr.region.villages) == 4 and lr.fingerprint
+
+
+def test_a_geopackage_edited_in_wal_mode_reloads_before_the_checkpoint(tmp_path: Path):
+    """QGIS keeps edits in ``region.gpkg-wal`` until a checkpoint; readers see them, so must the cache."""
+    import sqlite3
+
+    from region_data import write_gpkg
+
+    gpkg = write_gpkg(valid_layers(), tmp_path / "region.gpkg")
+    cache = RegionCache()
+    before = cache.get(gpkg)
+    conn = sqlite3.connect(gpkg)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA wal_autocheckpoint=0")
+        mtime = gpkg.stat().st_mtime_ns
+        with conn:
+            conn.execute("UPDATE contacts SET name = '王县长' WHERE name = '王县'")
+        assert (tmp_path / "region.gpkg-wal").stat().st_size > 0
+        os.utime(gpkg, ns=(mtime, mtime))          # the main file looks untouched
+        after = cache.get(gpkg)
+    finally:
+        conn.close()
+    assert after is not before
+    assert "王县长" in after.region.contacts["name"].tolist()
