@@ -38,20 +38,22 @@ Blocks and Dask
 ---------------
 The engine is blockwise by construction: the result for a set of villages depends only on
 their rows of ``W`` (``weights.take(slice)`` / ``weights.select(codes)`` — a CSR row slice),
-and the result for a time chunk only on that chunk of the grid.  ``village_rainfall``
-therefore accepts any subset of the weights' villages and any time chunk of the forecast,
-and the pieces concatenate to the whole (tested).  To run it under Dask (not a dependency
-of riskmap), keep ``x``/``y`` whole — a village's cells may lie anywhere on the grid —
-chunk the forecast along ``time`` and map the pure core over the blocks, with the weights
-(a few MB, picklable) captured in the closure, e.g. with ``dask.array.map_blocks`` on
-``da.data.reshape(nt, -1)`` chunked ``(k, -1)``::
-
-    lambda block: aggregate(w, block, ("mean",))["mean"].T     # (k, cells) -> (k, villages)
-
-or with ``xarray.map_blocks(lambda blk: village_rainfall(None, blk, weights=w), ...)``; for
-village blocks split ``w`` with ``w.take(slice(i, j))`` and concatenate along ``village``.
-No home-made distribution here: a province (50,000 villages × 72 steps) takes a fraction
-of a second in one process.
+and the result for a time chunk only on that chunk of the grid.  Give ``village_rainfall`` a
+**dask-backed** grid — ``open_forecast(path).chunk(time=6)``, or for a grid too big to decode
+in memory ``xr.open_dataset(path, chunks={"time": 6})`` / ``xr.open_zarr(...)`` in the forecast
+contract — and it returns at once a lazy Dataset (:mod:`riskmap.rainfall_blocks`, needs the
+optional ``riskmap[dask]``): ``mean``/``max`` are dask arrays chunked (village block, time
+chunk), one :func:`aggregate` task per block and chunk; ``village_chunk=`` sets the villages
+per block (all in one up to 100,000).  ``covered_fraction`` (worst time step) is reduced over
+the time chunks.  ``x``/``y`` are merged into one chunk — a village's cells may lie anywhere —
+so each running task holds one time chunk of the whole grid, twice (``2 × ny × nx × k × 4``
+bytes for float32): the time chunk ``k`` bounds the memory.  Each chunk is laid out
+time-fastest once, for all village blocks.  Compute with any scheduler (threads, or a
+``dask.distributed`` cluster: the weights pickle with their data, also when memory-mapped from
+the cache).  The numbers equal the eager call's, ``mean`` to float32 rounding only for a village
+under a cell that is NaN at some steps and not others (:mod:`riskmap.rainfall_blocks`).  No
+home-made distribution here: a province (50,000 villages × 72 steps) takes a fraction of a
+second in one process; ``benchmarks/bench_blocks.py`` measures the blocked run and its memory.
 
 Examples
 --------
@@ -63,6 +65,13 @@ Examples
 >>> r = village_rainfall(v, da)
 >>> r["mean"].values.tolist(), r["max"].values.tolist(), r["covered_fraction"].values.tolist()
 ([[3.5, 4.0]], [[4.0, 8.0]], [1.0])
+
+The same on Dask, one time step per chunk (skipped when dask is not installed):
+
+>>> import pytest; _ = pytest.importorskip("dask.array")
+>>> lazy = village_rainfall(v, da.chunk(time=1))
+>>> lazy["mean"].chunks, lazy["mean"].values.tolist() == r["mean"].values.tolist()
+(((1,), (1, 1)), True)
 """
 
 from __future__ import annotations
@@ -82,6 +91,14 @@ from riskmap.weights import CoverageWeights, coverage_weights, village_frame
 __all__ = ["village_rainfall", "aggregate", "rainfall_table"]
 
 STATS = ("mean", "max")
+
+
+def check_stats(stats: Sequence[str]) -> tuple[str, ...]:
+    """The known stats asked for, in :data:`STATS` order; :class:`~riskmap.errors.InputError` otherwise."""
+    unknown = set(stats) - set(STATS)
+    if unknown:
+        raise InputError(f"village_rainfall: unknown stat(s) {sorted(unknown)}; known: {', '.join(STATS)}")
+    return tuple(s for s in STATS if s in stats)
 
 
 def aggregate(weights: CoverageWeights, values: np.ndarray, stats: Sequence[str] = STATS,
@@ -112,9 +129,7 @@ def aggregate(weights: CoverageWeights, values: np.ndarray, stats: Sequence[str]
     >>> out["mean"].tolist(), out["max"].tolist(), out["covered_fraction"].tolist()
     ([[4.0, 3.0]], [[4.0, 4.0]], [0.5])
     """
-    unknown = set(stats) - set(STATS)
-    if unknown:
-        raise InputError(f"village_rainfall: unknown stat(s) {sorted(unknown)}; known: {', '.join(STATS)}")
+    stats = check_stats(stats)
     values = np.asarray(values)
     if values.ndim != 2 or values.shape[1] != weights.grid.ncells:
         raise InputError(f"village_rainfall: values of shape {values.shape} do not match the grid's "
@@ -137,7 +152,8 @@ def aggregate(weights: CoverageWeights, values: np.ndarray, stats: Sequence[str]
 
 
 def village_rainfall(villages: Any, grid: xr.DataArray, stats: Sequence[str] = STATS,
-                     weights: CoverageWeights | None = None) -> xr.Dataset:
+                     weights: CoverageWeights | None = None, *,
+                     village_chunk: int | None = None) -> xr.Dataset:
     """Per-village rainfall of a forecast grid.
 
     Parameters
@@ -148,12 +164,16 @@ def village_rainfall(villages: Any, grid: xr.DataArray, stats: Sequence[str] = S
         A subset of the weights' villages selects their rows (blocks of villages).
     grid
         Forecast in the team's contract: dims ``(time, y, x)``, mm per interval, a CRS.
-        Any time chunk works.
+        Any time chunk works.  A dask-backed grid gives a lazy result
+        (:mod:`riskmap.rainfall_blocks`; needs ``riskmap[dask]``).
     stats
         ``"mean"`` and/or ``"max"``.
     weights
         Precomputed :class:`~riskmap.weights.CoverageWeights` (from the cache); built here
         when None.  Must belong to this grid: otherwise :class:`~riskmap.errors.ForecastError`.
+    village_chunk
+        Dask-backed grid only: villages per block (default: all in one block up to 100,000,
+        else equal blocks of at most 100,000).
 
     Returns
     -------
@@ -161,7 +181,8 @@ def village_rainfall(villages: Any, grid: xr.DataArray, stats: Sequence[str] = S
         Dims ``(village, time)``; coordinate ``village`` (codes) and the grid's ``time``
         (UTC, tz-naive datetime64[ns], interval end) and ``interval`` when present;
         float32 ``mean``/``max`` in mm per interval; ``covered_fraction`` (village);
-        attrs ``reference_time``/``source`` copied from the grid.
+        attrs ``reference_time``/``source`` copied from the grid.  For a dask-backed grid
+        the data variables are dask arrays chunked (village block, time chunk).
     """
     if set(grid.dims) != {"time", "y", "x"}:
         raise ForecastError(f"village_rainfall: grid dims must be (time, y, x), got {tuple(grid.dims)}")
@@ -176,9 +197,18 @@ def village_rainfall(villages: Any, grid: xr.DataArray, stats: Sequence[str] = S
                             f"forecast {gd.shape} key {gd.key[:12]})")
     if villages is not None:
         weights = weights.select(village_frame(villages)["code"])
-    data = grid.transpose("time", "y", "x").values
-    values = data.reshape(data.shape[0], -1)
-    out = aggregate(weights, values, stats)
+    from riskmap.rainfall_blocks import is_dask_backed
+
+    out: dict[str, Any]
+    if is_dask_backed(grid):
+        from riskmap.rainfall_blocks import aggregate_blocks
+
+        out = aggregate_blocks(weights, grid, stats, village_chunk)
+    elif village_chunk is not None:
+        raise InputError("village_rainfall: village_chunk needs a dask-backed grid, e.g. grid.chunk(time=6)")
+    else:
+        data = grid.transpose("time", "y", "x").values
+        out = aggregate(weights, data.reshape(data.shape[0], -1), stats)
     coords: dict[str, Any] = {"village": weights.codes_index, "time": grid["time"].values}
     if "interval" in grid.coords and grid["interval"].dims == ("time",):
         coords["interval"] = ("time", grid["interval"].values)
