@@ -2,8 +2,11 @@
 
 Two runs: the first queues an orange message that is never dispatched, the second queues red for the
 same phone → the orange is marked ``superseded`` in the second run's transaction and only the red is
-ever leased; ``riskmap outbox`` shows it.  Without RISKMAP_TEST_PG_URL the PostgreSQL variants are
-skipped locally and FAIL when CI=true.
+ever leased; ``riskmap outbox`` shows it.  A message held for approval (领导审签) supersedes nothing until
+it is released: the queued orange still goes out while the red waits; approving the red before the
+orange went out supersedes the orange in the approval's transaction; approving it after the orange was
+sent takes nothing back.  Without RISKMAP_TEST_PG_URL the PostgreSQL variants are skipped locally and
+FAIL when CI=true.
 """
 
 from __future__ import annotations
@@ -153,3 +156,142 @@ def test_migration_v2_adds_kind_and_phone_index_to_a_v1_database(tmp_path, monke
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT kind FROM outbox").scalar_one() == "warning"
     engine.dispose()
+
+
+# -- a held message supersedes nothing until it is released (领导审签) --------------------------------------
+
+def queue_run(store: Store, now: datetime, *msgs: dict) -> str:
+    """A run without changes that queues the given messages (phone, level, village, status, kind, drill)."""
+    meta = RunMeta(now=now, source="test.nc", forecast_hash=f"q-{now.isoformat()}", rules_hash="r")
+    rid = run_key(meta)
+    assert store.begin_run(rid, meta) is not None
+    d = decide(store.current_warnings(), None, now, LifecyclePolicy())
+    rows = [OutboxRow(outbox_key(rid, f"c{i}", m.get("phone", PHONE), "sms"), m.get("phone", PHONE),
+                      f"level {m['level']}", "张三", m.get("role", "household"), m.get("village", V1),
+                      "rainstorm", m["level"], status=m.get("status", "queued"),
+                      kind=m.get("kind", "warning"), drill=m.get("drill", False))
+            for i, m in enumerate(msgs)]
+    store.commit_decision(rid, d, rows, at=now + timedelta(seconds=5))
+    return rid
+
+
+def statuses(store: Store) -> list[tuple[int, str]]:
+    return [(r.level, r.status) for r in store.outbox()]
+
+
+def test_a_held_red_leaves_the_queued_orange_to_go_out_and_then_supersedes_nothing_sent(store):
+    orange = queue_run(store, h(0), {"level": 3})
+    red = queue_run(store, h(1), {"level": 4, "status": "held"})
+    assert statuses(store) == [(3, "queued"), (4, "held")]  # 3 a.m.: the household still gets the orange
+    leased = store.lease(h(1.1))
+    assert [(r.run_id, r.level) for r in leased] == [(orange, 3)]
+    store.mark(leased[0].id, "sent", h(1.2), gateway_id="gw-1")
+    rel = store.release_run(red, "李主任", h(2), "同意")
+    assert (rel.released, rel.superseded) == (1, 0)  # the orange went out: nothing to take back
+    assert statuses(store) == [(3, "sent"), (4, "queued")]
+    assert [r.level for r in store.lease(h(2.1))] == [4]
+    assert store.release_run(red, "李主任", h(3)).released == 0  # approving twice releases nothing
+
+
+def test_approving_the_red_before_the_orange_went_out_supersedes_it_in_the_same_transaction(
+        store, url, capsys, monkeypatch):
+    orange = queue_run(store, h(0), {"level": 3}, {"level": 3, "phone": OTHER})
+    red = queue_run(store, h(1), {"level": 4, "status": "held"})
+    store.close()  # the CLI opens its own
+    use_these_commands(monkeypatch)
+    code, out = rm(capsys, "approve", red[:12], "--by", "李主任", "--now", "2026-07-01T10:00+08:00",
+                   "--db", url)
+    assert code == 0, out
+    assert "1 message(s) released, 1 older message(s) not yet sent superseded" in out, out
+    s = Store.open(url)
+    try:
+        rows = {(r.phone, r.level): r for r in s.outbox()}
+        assert rows[(PHONE, 3)].status == "superseded" and rows[(PHONE, 3)].run_id == orange
+        assert rows[(PHONE, 3)].last_error == f"superseded by run {red}, approved by 李主任"
+        assert rows[(OTHER, 3)].status == "queued"  # another phone keeps its orange
+        assert rows[(PHONE, 4)].status == "queued"
+        assert sorted(r.level for r in s.lease(h(2.1), limit=10)) == [3, 4]
+        assert [(a["operator"], a["decision"]) for a in s.approvals(red)] == [("李主任", "approved")]
+    finally:
+        s.close()
+    code, out = rm(capsys, "approve", red[:12], "--by", "李主任", "--db", url)
+    assert code == 0 and "already approved" in out
+    code, out = rm(capsys, "approve", red[:12], "--by", "王书记", "--db", url)
+    assert code == 0 and "holds no messages" in out
+    code, out = rm(capsys, "outbox", "--superseded", "--db", url)
+    assert code == 0 and "approved by 李主任" in out, out
+
+
+def test_a_rejected_or_never_approved_red_changes_nothing(store):
+    queue_run(store, h(0), {"level": 3})
+    red = queue_run(store, h(1), {"level": 4, "status": "held"})
+    assert store.add_approval(red, "release", "rejected", "李主任", "雨势减弱", at=h(1.5))
+    (orange,) = store.lease(h(2))
+    store.mark(orange.id, "delivered", h(2.1))
+    assert statuses(store) == [(3, "delivered"), (4, "held")]
+    assert store.lease(h(30)) == []  # the held red never goes out by itself
+
+
+def test_release_supersedes_only_older_same_drill_warnings_never_escalations_or_newer_messages(store):
+    queue_run(store, h(0), {"level": 3}, {"level": 3, "kind": "escalation", "role": "escalation"},
+              {"level": 2, "drill": True})
+    red = queue_run(store, h(1), {"level": 4, "status": "held"})
+    newer = queue_run(store, h(2), {"level": 3, "village": V2})  # a later orange about another village
+    rel = store.release_run(red, "李主任", h(3))
+    assert (rel.released, rel.superseded) == (1, 1)
+    by = {(r.run_id == newer, r.kind, r.drill, r.level): r.status for r in store.outbox()}
+    assert by == {(False, "warning", False, 3): "superseded", (False, "escalation", False, 3): "queued",
+                  (False, "warning", True, 2): "queued", (False, "warning", False, 4): "queued",
+                  (True, "warning", False, 3): "queued"}
+
+
+def test_a_released_run_supersedes_an_older_held_run_and_release_held_does_too(store):
+    first = queue_run(store, h(0), {"level": 4, "status": "held", "village": V1})
+    second = queue_run(store, h(1), {"level": 4, "status": "held", "village": V1},
+                       {"level": 2, "village": V2})  # the yellow goes out, the red waits
+    assert statuses(store) == [(4, "held"), (4, "held"), (2, "queued")]
+    assert store.release_held(second, h(2)) == 1  # the newer red replaces the older, still held one
+    rows = store.outbox()
+    assert [(r.run_id, r.status) for r in rows if r.level == 4] == [(first, "superseded"), (second, "queued")]
+    assert rows[0].last_error == f"superseded by run {second}, released"
+    assert store.release_run(first, "李主任", h(3)).released == 0  # nothing left to release
+
+
+class Recording:
+    """A gateway that accepts everything and records the texts it was given."""
+
+    name = "recording"
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def send(self, msg):
+        from riskmap.gateways.base import SendResult
+
+        self.texts.append(msg.text)
+        return SendResult.ok(f"gw-{len(self.texts)}")
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("approve_first", [False, True])
+def test_the_dispatcher_sends_the_orange_while_the_red_waits_and_only_the_red_once_approved_first(
+        store, approve_first):
+    from riskmap.dispatcher import Dispatcher, DispatchPolicy
+
+    queue_run(store, h(0), {"level": 3})
+    red = queue_run(store, h(1), {"level": 4, "status": "held"})
+    if approve_first:
+        assert store.release_run(red, "李主任", h(1.5)).superseded == 1
+    gw = Recording()
+    d = Dispatcher(store, gw, DispatchPolicy(rate_per_s=0, concurrency=1), clock=lambda: h(2))
+    try:
+        d.drain()
+        assert gw.texts == (["level 4"] if approve_first else ["level 3"])
+        if not approve_first:
+            assert store.release_run(red, "李主任", h(2.5)).superseded == 0
+            d.drain()
+            assert gw.texts == ["level 3", "level 4"]
+    finally:
+        d.stop()

@@ -32,7 +32,11 @@ from riskmap.cli.store_cmd import clock, db_options, level_text, local, now_opti
 @now_option
 @db_options
 def approve_cmd(run: str, by: str, reason: str, now: str | None, db: str, config: Path | None) -> None:
-    """Approve a run (领导审签): its held messages are queued for sending."""
+    """Approve a run (领导审签): its held messages are queued for sending.
+
+    Older messages to the same phones that have not gone out yet and that the released ones replace
+    (e.g. an orange still queued when the red is approved) are superseded in the same transaction.
+    """
     from riskmap.operations import approve
 
     t = clock(now)
@@ -47,8 +51,9 @@ def approve_cmd(run: str, by: str, reason: str, now: str | None, db: str, config
     elif a.wait is None:
         console().print(f"run {a.run_id[:12]} holds no messages: nothing to approve")
     else:
+        sup = f", {a.superseded} older message(s) not yet sent superseded" if a.superseded else ""
         console().print(f"run {a.run_id[:12]} approved by {esc(by)} at {local(t, settings)}{wait}: "
-                        f"{a.released} message(s) released")
+                        f"{a.released} message(s) released{sup}")
 
 
 def _duration(seconds: float) -> str:
@@ -94,8 +99,9 @@ def outbox_cmd(status: str | None, run: str | None, limit: int, as_json: bool, d
         table.add_column(col, no_wrap=col != "text")
     for v in view:
         state = v["status"] + (" 演练" if v["drill"] else "") + (" (permanent)" if v["permanent"] else "")
-        error = esc(v["error"]) if v["error"] and v["status"] == "failed" else ""
-        text = esc(v["text"]) + (f"\n[red]{error}[/]" if error else "")
+        error = esc(v["error"]) if v["error"] and v["status"] in ("failed", "superseded") else ""
+        colour = "red" if v["status"] == "failed" else "dim"
+        text = esc(v["text"]) + (f"\n[{colour}]{error}[/]" if error else "")
         table.add_row(str(v["id"]), v["run"][:12], state, str(v["attempts"]), esc(v["contact"]), v["phone"],
                       v["village"], level_text(v["level"]), local(v["next_attempt_at"], settings), text)
     console().print(table)

@@ -30,12 +30,18 @@ class Approval:
     """From the first held message's queueing to the approval (None when nothing was held)."""
     already: bool = False
     """This operator had approved the run before (nothing new recorded)."""
+    superseded: int = 0
+    """Older messages to the same phones, not sent yet, that the released ones replaced (marked
+    ``superseded`` in the approval's transaction)."""
 
 
 def approve(store: Store, ref: str, operator: str, at: datetime, reason: str = "") -> Approval:
     """Approve a run (领导审签) and queue its held messages in one transaction; log approver and wait.
 
     The wait (first held message queued → approval) is stored in the approval's reason and logged.
+    In the same transaction the released messages supersede the older messages to the same phones
+    that they replace and that have not gone out yet (an orange still queued when its red is
+    approved); one already sent stays sent.
     """
     if not operator.strip():
         raise InputError("--by: the approver's name is required")
@@ -50,7 +56,7 @@ def approve(store: Store, ref: str, operator: str, at: datetime, reason: str = "
     if already or first is None:
         return Approval(run.id, operator, at, 0, wait, already)
     note = f"waited {wait.total_seconds():.0f} s" if wait is not None else ""
-    released = store.approve_run(run.id, operator, at, reason="; ".join(x for x in (reason, note) if x))
-    log.info("run %s approved by %s after %s: %d held message(s) released", run.id[:12], operator, wait,
-             released)
-    return Approval(run.id, operator, at, released, wait)
+    rel = store.release_run(run.id, operator, at, reason="; ".join(x for x in (reason, note) if x))
+    log.info("run %s approved by %s after %s: %d held message(s) released, %d older superseded", run.id[:12],
+             operator, wait, rel.released, rel.superseded)
+    return Approval(run.id, operator, at, rel.released, wait, superseded=rel.superseded)

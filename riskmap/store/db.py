@@ -41,15 +41,21 @@ def guard(where: str) -> Iterator[None]:
 
 def insert_ignore(conn: Connection, table: Any, rows: list[dict[str, Any]], unique: str) -> int:
     """Insert rows in batches, skipping those whose ``unique`` column exists; return how many were new."""
+    return len(insert_ignore_returning(conn, table, rows, unique))
+
+
+def insert_ignore_returning(conn: Connection, table: Any, rows: list[dict[str, Any]], unique: str,
+                            *columns: str) -> list[Any]:
+    """:func:`insert_ignore` returning, for each new row, ``unique`` and ``columns`` (e.g. the ``id``)."""
     if not rows:
-        return 0
+        return []
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    new = 0
+    new: list[Any] = []
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in rows:  # executemany needs the same keys in every row
         groups.setdefault(tuple(sorted(row)), []).append(row)
+    cols = [table.c[unique], *(table.c[c] for c in columns if c != unique)]
     for batch in groups.values():
-        stmt = (dialect.insert(table).on_conflict_do_nothing(index_elements=[unique])
-                .returning(table.c[unique]))
-        new += len(conn.execute(stmt, batch).all())
+        stmt = dialect.insert(table).on_conflict_do_nothing(index_elements=[unique]).returning(*cols)
+        new += conn.execute(stmt, batch).all()
     return new

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -39,19 +40,28 @@ def _keep_delivered(new: Any) -> Any:
     the dispatcher records the gateway's acceptance) is never moved back to ``sent``."""
     return case((and_(t.outbox.c.status == "delivered", new == "sent"), t.outbox.c.status), else_=new)
 
-def supersede(conn: Connection, run_id: str, rows: Sequence[Mapping[str, Any]], at: datetime) -> int:
-    """Mark older pending messages that ``rows`` (a run's new messages) make obsolete ``superseded``.
+def supersede(conn: Connection, run_id: str, rows: Sequence[Mapping[str, Any]], at: datetime,
+              how: str = "") -> int:
+    """Mark older pending messages that ``rows`` (messages of run ``run_id`` now due to go out) make
+    obsolete ``superseded``.
 
-    Runs inside the transaction that inserts ``rows``.  An older message to the same phone, from
-    another run, still ``queued``, ``held`` or ``failed`` awaiting a retry (never a leased, sent or
-    delivered one), with the same drill flag, is superseded by a new
+    Runs inside the transaction that queues ``rows``: the run's commit for its ``queued`` messages, the
+    approval (:meth:`OutboxMixin.release_run`) for its ``held`` ones.  A ``held`` row supersedes
+    nothing — a message waiting for a leader's approval never takes away one that would go out
+    meanwhile (the older message is superseded when, and if, the held one is released).  Each row
+    needs its ``id``: only messages queued before it (smaller id) are superseded.
+
+    An older message to the same phone, from another run, still ``queued``, ``held`` or ``failed``
+    awaiting a retry (never a leased, sent or delivered one), with the same drill flag, is superseded
+    by a new
 
     - ``warning``/``repeat``: a ``warning``/``repeat`` of a lower level, or of the same level about the
       same village and hazard;
     - ``summary``: a ``summary`` of a lower or the same level;
     - ``all_clear``: a ``warning``/``repeat`` about the same village and hazard (the warning ended).
 
-    Escalations are never superseded.  Returns how many messages were superseded.
+    Escalations are never superseded and supersede nothing.  A superseded row's ``last_error`` says by
+    which run (and ``how``, e.g. ``approved by 李主任``).  Returns how many messages were superseded.
     """
     o = t.outbox.c
     # plain comparisons: IN (…) renders as an expanding parameter, which executemany refuses
@@ -59,28 +69,51 @@ def supersede(conn: Connection, run_id: str, rows: Sequence[Mapping[str, Any]], 
                   and_(o.status == "failed", o.next_attempt_at.is_not(None),
                        o.next_attempt_at < RETRY_BEFORE))
     same = and_(o.village_code == bindparam("s_village"), o.hazard == bindparam("s_hazard"))
-    base = and_(o.phone == bindparam("s_phone"), o.run_id != run_id, o.drill == bindparam("s_drill"), pending)
+    base = and_(o.phone == bindparam("s_phone"), o.run_id != run_id, o.drill == bindparam("s_drill"),
+                o.id < bindparam("s_id"), pending)
     lower = or_(o.level < bindparam("s_level"), and_(o.level == bindparam("s_level"), same))
     warnings = or_(o.kind == "warning", o.kind == "repeat")
     by_kind = {"warning": and_(warnings, lower), "repeat": and_(warnings, lower),
                "summary": and_(o.kind == "summary", o.level <= bindparam("s_level")),
                "all_clear": and_(warnings, same)}
-    marker = f"superseded by run {run_id}"
-    n = 0
+    marker = f"superseded by run {run_id}" + (f", {how}" if how else "")
+    due = [r for r in rows if r.get("status", "queued") != "held"]
     for kind, cond in by_kind.items():
-        params = [{"s_phone": r["phone"], "s_drill": bool(r.get("drill", False)),
+        params = [{"s_phone": r["phone"], "s_drill": bool(r.get("drill", False)), "s_id": int(r["id"]),
                    "s_level": int(r.get("level", 0)), "s_village": r.get("village_code", ""),
                    "s_hazard": r.get("hazard", "")}
-                  for r in rows if r.get("kind", "warning") == kind]
+                  for r in due if r.get("kind", "warning") == kind]
         if not params:
             continue
         stmt = (update(t.outbox).where(base, cond)
                 .values(status="superseded", updated_at=at, next_attempt_at=None, last_error=marker))
         conn.execute(stmt, params)
-    if any(r.get("kind", "warning") in by_kind for r in rows):
-        n = int(conn.execute(select(func.count()).select_from(t.outbox)
-                             .where(o.status == "superseded", o.last_error == marker)).scalar() or 0)
-    return n
+    if not any(r.get("kind", "warning") in by_kind for r in due):
+        return 0
+    # executemany's rowcount is not reliable on every driver: count the rows this call marked
+    return int(conn.execute(select(func.count()).select_from(t.outbox)
+                            .where(o.status == "superseded", o.last_error == marker, o.updated_at == at)
+                            ).scalar() or 0)
+
+
+@dataclass(frozen=True)
+class Release:
+    """What releasing a run's held messages did (:meth:`OutboxMixin.release_run`)."""
+
+    released: int
+    """Messages moved from ``held`` to ``queued``."""
+    superseded: int = 0
+    """Older pending messages to the same phones the released ones replaced."""
+
+
+def _release(conn: Connection, run_id: str, at: datetime, how: str) -> Release:
+    """Queue the run's held messages and supersede what they replace (one transaction: ``conn``'s)."""
+    o = t.outbox.c
+    res = conn.execute(update(t.outbox).where(o.run_id == run_id, o.status == "held")
+                       .values(status="queued", updated_at=at)
+                       .returning(o.id, o.phone, o.drill, o.level, o.village_code, o.hazard, o.kind))
+    rows = [dict(r._mapping) for r in res]
+    return Release(len(rows), supersede(conn, run_id, rows, at, how) if rows else 0)
 
 
 class OutboxMixin:
@@ -164,28 +197,37 @@ class OutboxMixin:
     def approve_run(self, run_id: str, operator: str, at: datetime, reason: str = "") -> int:
         """Record the approval (领导审签) of a run and queue its held messages, in one transaction.
 
-        Returns how many messages were released (0 when this operator had already approved it).
+        Returns how many messages were released (0 when this operator had already approved it);
+        :meth:`release_run` also says how many older messages they superseded.
+        """
+        return self.release_run(run_id, operator, at, reason).released
+
+    def release_run(self, run_id: str, operator: str, at: datetime, reason: str = "") -> Release:
+        """Record the approval (领导审签) of a run, queue its held messages and supersede the older
+        pending messages they replace (:func:`supersede`), all in one transaction.
+
+        Idempotent: a second approval by the same operator records and releases nothing
+        (``Release(0, 0)``); once released, nothing is held any more.
         """
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
         with guard(f"{self.url} approve {run_id}"), self.engine.begin() as conn:
+            if conn.dialect.name == "sqlite":  # the write lock now: the release and the supersede are serial
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
             if conn.execute(select(t.runs.c.id).where(t.runs.c.id == run_id)).first() is None:
                 raise StoreError(f"store {self.url}: no run {run_id!r} to approve")
             stmt = dialect.insert(t.approvals).values(subject=run_id, kind="release", decision="approved",
                                                       operator=operator, reason=reason, at=at)
             if not conn.execute(stmt.on_conflict_do_nothing()).rowcount:
-                return 0
-            res = conn.execute(update(t.outbox)
-                               .where(t.outbox.c.run_id == run_id, t.outbox.c.status == "held")
-                               .values(status="queued", updated_at=at))
-            return int(res.rowcount or 0)
+                return Release(0)
+            return _release(conn, run_id, at, f"approved by {operator}")
 
     def release_held(self, run_id: str, at: datetime) -> int:
-        """Queue the held messages of a run (after an approval); returns how many."""
+        """Queue the held messages of a run (after an approval) and supersede what they replace;
+        returns how many were released."""
         with guard(f"{self.url} release_held {run_id}"), self.engine.begin() as conn:
-            res = conn.execute(update(t.outbox)
-                               .where(t.outbox.c.run_id == run_id, t.outbox.c.status == "held")
-                               .values(status="queued", updated_at=at))
-            return int(res.rowcount or 0)
+            if conn.dialect.name == "sqlite":
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            return _release(conn, run_id, at, "released").released
 
     def add_receipt(self, outbox_id: int, status: str, raw: str, at: datetime) -> bool:
         """Record a delivery report; False when the same report was already recorded.

@@ -165,3 +165,5 @@ class OutboxRecord:
     drill: bool
     kind: str = "warning"
     """``warning``, ``repeat``, ``summary``, ``all_clear`` or ``escalation`` (schema v2)."""
+    last_error: str = ""
+    """The gateway's last error; for a ``superseded`` message, by which run (and approval) it was."""

@@ -44,7 +44,7 @@ from sqlalchemy.engine import URL
 from riskmap.errors import InputError, ServiceUnavailable, StoreError
 from riskmap.lifecycle import Change, Decision, Key, Silence, WarningState
 from riskmap.store import tables as t
-from riskmap.store.db import guard, insert_ignore
+from riskmap.store.db import guard, insert_ignore, insert_ignore_returning
 from riskmap.store.migrations import migrate
 from riskmap.store.outbox import OutboxMixin, supersede
 from riskmap.store.records import CapRow, EventRecord, OutboxRow, RunMeta, RunRecord, row_dict
@@ -207,8 +207,9 @@ class Store(OutboxMixin):
         One transaction: on any error nothing is written (the run stays ``started``; call
         :meth:`fail_run`).  A run already done writes nothing.  Returns counts of new rows.
         A drill run (``RunMeta.drill``) writes its events (flagged), outbox and CAP rows but never
-        changes the stored warnings.  Older pending messages the new ones make obsolete are marked
-        ``superseded`` in the same transaction (:func:`riskmap.store.outbox.supersede`).
+        changes the stored warnings.  Older pending messages the new ``queued`` ones make obsolete are
+        marked ``superseded`` in the same transaction (:func:`riskmap.store.outbox.supersede`); a
+        ``held`` message supersedes nothing until its approval (:meth:`release_run`).
         """
         at = at or _clock()
         outbox = [row_dict(r) for r in outbox_rows]
@@ -230,8 +231,12 @@ class Store(OutboxMixin):
             ev += [_event_row(c, run_id, run.rules_hash, hashes, at, True, pre) for c in decision.suppressed]
             n_ev = insert_ignore(conn, t.events, ev, "key")
             ob = [{**r, "run_id": run_id, "created_at": at, "updated_at": at} for r in outbox]
-            n_ob = insert_ignore(conn, t.outbox, ob, "idempotency_key")
-            n_sup = supersede(conn, run_id, ob, at) if ob else 0
+            new_ob = insert_ignore_returning(conn, t.outbox, ob, "idempotency_key", "id")
+            ids = {r.idempotency_key: r.id for r in new_ob}
+            n_ob = len(new_ob)
+            due = [{**r, "id": ids[r["idempotency_key"]]} for r in ob  # held ones supersede on approval
+                   if r["idempotency_key"] in ids and r.get("status", "queued") != "held"]
+            n_sup = supersede(conn, run_id, due, at) if due else 0
             n_cap = insert_ignore(conn, t.cap_messages, [_cap_row(c, run_id, at) for c in caps], "identifier")
             links = [{"k_code": code, "k_hazard": c.hazard, "cap_identifier": c.identifier,
                       "cap_sent": c.sent} for c in caps for code in c.village_codes]
