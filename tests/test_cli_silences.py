@@ -195,13 +195,13 @@ def test_a_v2_store_is_upgraded_and_keeps_its_silences(capsys, db):
     engine = create_engine(db)
     with engine.begin() as conn:  # back to the v2 shape
         conn.execute(text("ALTER TABLE silences DROP COLUMN cleared_reason"))
-        conn.execute(text("DELETE FROM schema_version WHERE version = 3"))
-    assert schema_version(engine) == 2 and CURRENT == 3
+        conn.execute(text("DELETE FROM schema_version WHERE version >= 3"))
+    assert schema_version(engine) == 2 and CURRENT >= 3
     engine.dispose()
 
     store = Store.open(db)  # migrates
     try:
-        assert schema_version(store.engine) == 3
+        assert schema_version(store.engine) == CURRENT
         recs = {r.silence.reason: r for r in store.silence_records()}
     finally:
         store.close()

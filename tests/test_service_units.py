@@ -160,19 +160,22 @@ def test_status_counts_backlog_held_retrying_and_failed(tmp_path: Path) -> None:
 
 
 def test_housekeeping_archives_old_finished_rows(tmp_path: Path) -> None:
-    store, _ = _store_with_messages(tmp_path, n=4)
+    store, _ = _store_with_messages(tmp_path, n=5)
     recs = store.lease(T0, limit=10)
     store.mark(recs[0].id, "sent", T0)
     store.mark(recs[1].id, "sent", T0)
-    store.add_receipt(recs[1].id, "delivered", "status=1", T0)  # receipts are append-only: it stays
+    store.add_receipt(recs[1].id, "delivered", "status=1", T0)  # leaves with its message
     store.mark(recs[2].id, "sent", T0 + timedelta(days=95))  # too recent
+    store.mark(recs[3].id, "sent", T0)
+    store.add_receipt(recs[3].id, "delivered", "status=1", T0)  # the newest receipt stays (ids never reused)
     n = archive_outbox(store, tmp_path / "out", 90, T0 + timedelta(days=100))
-    assert n == 1
+    assert n == 2
     path = tmp_path / "out" / "archive" / "outbox-20261023.jsonl.gz"
     assert oct(path.stat().st_mode & 0o777) == "0o600"
     rows = [json.loads(x) for x in gzip.decompress(path.read_bytes()).decode().splitlines()]
-    assert [(r["id"], r["phone"], r["text"]) for r in rows] == [(recs[0].id, recs[0].phone, recs[0].text)]
-    assert [r.id for r in store.outbox()] == [recs[1].id, recs[2].id, recs[3].id]
+    assert [(r["id"], r["phone"], r["text"]) for r in rows] == [(x.id, x.phone, x.text) for x in recs[:2]]
+    assert [r["receipts"][0]["raw"] for r in rows[1:]] == ["status=1"] and rows[0]["receipts"] == []
+    assert [r.id for r in store.outbox()] == [recs[2].id, recs[3].id, recs[4].id]
     assert archive_outbox(store, tmp_path / "out", 90, T0 + timedelta(days=100)) == 0
 
 

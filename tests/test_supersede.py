@@ -35,15 +35,16 @@ def h(n: float) -> datetime:
     return T0 + timedelta(hours=n)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def url(request, tmp_path) -> str:
+@pytest.fixture(name="url", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def url_fixture(request, tmp_path) -> str:
+    """A fresh store's URL, SQLite and PostgreSQL (also used by tests/test_archive.py)."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'riskmap.sqlite'}"
     return fresh_pg_store()
 
 
-@pytest.fixture
-def store(url):
+@pytest.fixture(name="store")
+def store_fixture(url):
     s = Store.open(url)
     yield s
     s.close()

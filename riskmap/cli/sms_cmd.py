@@ -3,7 +3,8 @@
 - ``riskmap approve RUN --by NAME`` — 领导审签: release the messages a run holds for approval; the
   approver and the wait are logged (in the approvals table).
 - ``riskmap outbox [--pending|--failed|--held] [--run RUN]`` — the queue; phone numbers masked.
-- ``riskmap receipts [--run RUN] [--region PATH]`` — delivery and acknowledgement rates per township.
+- ``riskmap receipts [--run RUN] [--region PATH] [--archive DIR]`` — delivery and acknowledgement rates
+  per township (``--archive``: with the messages housekeeping archived).
 - ``riskmap confirm CONTACT --by NAME`` — a phone call-back confirmation (叫应), counted as an
   acknowledgement of the contact's latest active warning.
 
@@ -115,19 +116,28 @@ def _rate(x: float) -> str:
 @click.option("--run", "run", default=None, metavar="RUN", help="Only this run (id or its first characters).")
 @region_option("Region, for township names")
 @click.option("--drill", is_flag=True, help="Drill messages instead of real ones.")
+@click.option("--archive", "archive", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Also count the messages housekeeping archived there (serve's OUT/archive).")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
 @db_options
-def receipts_cmd(run: str | None, region: Path | None, drill: bool, as_json: bool, db: str,
-                 config: Path | None) -> None:
-    """Delivery and acknowledgement rates per township (acknowledged: reply 1/收到 or call-back)."""
+def receipts_cmd(run: str | None, region: Path | None, drill: bool, archive: Path | None, as_json: bool,
+                 db: str, config: Path | None) -> None:
+    """Delivery and acknowledgement rates per township (acknowledged: reply 1/收到 or call-back).
+
+    Messages archived by ``riskmap serve``'s housekeeping (finished more than ``archive_days`` ago)
+    left the store with their receipts; ``--archive OUT/archive`` counts them too (each archived batch
+    is checked against the sha256 the store recorded).
+    """
     from riskmap.operations import delivery_rates, find_run
+    from riskmap.store.archive import archived_messages
 
     reg = region_path(region, load_config(config))
     names = _township_names(reg) if reg is not None else {}
     store, _ = open_store(db, config, must_exist=True)
     try:
         run_id = find_run(store, run).id if run else None
-        table = delivery_rates(store, run_id=run_id, townships=names, drill=drill)
+        old = archived_messages(store, archive) if archive is not None else []
+        table = delivery_rates(store, run_id=run_id, townships=names, drill=drill, archived=old)
     finally:
         store.close()
     if as_json:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -20,7 +20,7 @@ _MOBILE_IN_TEXT = re.compile(r"(?<!\d)(1[3-9]\d)(\d{4})(\d{4})(?!\d)")
 
 
 def delivery_rates(store: Store, run_id: str | None = None, townships: Mapping[str, str] | None = None,
-                   drill: bool = False) -> pd.DataFrame:
+                   drill: bool = False, archived: Iterable[Mapping[str, Any]] = ()) -> pd.DataFrame:
     """Delivery and acknowledgement rates per township (the 9-digit prefix of the message's village).
 
     Columns ``township, name, messages, held, sent, delivered, failed, acknowledged, delivery_rate,
@@ -28,7 +28,8 @@ def delivery_rates(store: Store, run_id: str | None = None, townships: Mapping[s
     or delivered); ``delivery_rate = delivered / messages`` and ``ack_rate = acknowledged / messages``
     (NaN when no message).  Messages without a village (duty summaries) are under township ``""``.
     A last row ``total`` sums all.  Drill messages are counted only with ``drill=True`` (and then only
-    they).  ``townships`` maps codes to names.
+    they).  ``townships`` maps codes to names.  ``archived`` adds messages housekeeping moved out of
+    the store (:func:`riskmap.store.archive.archived_messages`: rows with their ``receipts``).
     """
     ack = select(t.receipts.c.outbox_id).where(t.receipts.c.status == ACK).distinct().subquery()
     dlv = select(t.receipts.c.outbox_id).where(t.receipts.c.status == "delivered").distinct().subquery()
@@ -40,6 +41,10 @@ def delivery_rates(store: Store, run_id: str | None = None, townships: Mapping[s
         q = q.where(t.outbox.c.run_id == run_id)
     with guard(f"{store.url} receipts"), store.engine.connect() as conn:
         rows = pd.DataFrame(conn.execute(q).all(), columns=["village_code", "status", "ack", "dlv"])
+    old = [(m["village_code"], m["status"], _first(m, ACK), _first(m, "delivered")) for m in archived
+           if bool(m["drill"]) == drill and (not run_id or m["run_id"] == run_id)]
+    if old:
+        rows = pd.concat([rows, pd.DataFrame(old, columns=rows.columns)], ignore_index=True)
     cols = ["township", "name", "messages", "held", "sent", "delivered", "failed", "acknowledged",
             "delivery_rate", "ack_rate"]
     names = dict(townships or {})
@@ -58,6 +63,11 @@ def delivery_rates(store: Store, run_id: str | None = None, townships: Mapping[s
     table["delivery_rate"] = table["delivered"] / m
     table["ack_rate"] = table["acknowledged"] / m
     return table[cols]
+
+
+def _first(message: Mapping[str, Any], status: str) -> int | None:
+    """The message's id when one of its archived receipts has ``status``, else None."""
+    return message["id"] if any(r["status"] == status for r in message.get("receipts", ())) else None
 
 
 def mask_text(text: str) -> str:

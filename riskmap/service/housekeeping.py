@@ -1,12 +1,13 @@
-"""Daily housekeeping: delete old output files and archive old outbox rows.
+"""Daily housekeeping: delete old output files and archive old outbox rows with their receipts.
 
 - Files older than ``keep_days`` in the output folder's ``cap/`` and in the inbox's
   ``done/`` and ``quarantine/`` are deleted (the store keeps every decision and CAP message).
 - Outbox rows finished (``sent``, ``delivered``, ``superseded``, or failed for good) more than
-  ``archive_days`` ago are written to ``OUT/archive/outbox-YYYYMMDD.jsonl.gz`` (mode 0600: it
-  holds phone numbers), fsynced, then deleted from the store in one transaction.  Their runs are
-  done, so nothing can queue them again.  Rows with delivery receipts stay in the store: receipts
-  are append-only (the audit trail), and they reference their message.
+  ``archive_days`` ago move, together with their delivery reports and acknowledgements, to
+  ``OUT/archive/outbox-YYYYMMDD.jsonl.gz`` (mode 0600: it holds phone numbers), one transaction per
+  batch, each batch recorded in the store's ``archive_batches`` (schema v4).  Messages about a
+  warning still in force, or that an acknowledgement or escalation still needs, stay.  See
+  :mod:`riskmap.store.archive`.
 
 Examples
 --------
@@ -21,22 +22,19 @@ Examples
 
 from __future__ import annotations
 
-import gzip
-import json
 import logging
-import os
 import time
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select
+from riskmap.store.archive import FINAL_FAILURE
+from riskmap.store.archive import archive_outbox as archive
 
-from riskmap.store import tables as t
+__all__ = ["FINAL_FAILURE", "archive_outbox", "delete_old_files"]
 
 log = logging.getLogger("riskmap.service")
-FINAL_FAILURE = datetime(9000, 1, 1, tzinfo=UTC)  # dispatcher.NEVER is year 9999
 
 
 def delete_old_files(folders: Iterable[Path], keep_days: float, now: float | None = None) -> list[Path]:
@@ -59,32 +57,12 @@ def delete_old_files(folders: Iterable[Path], keep_days: float, now: float | Non
 
 
 def archive_outbox(store: Any, out: Path, older_than_days: float, now: datetime) -> int:
-    """Move finished outbox rows older than ``older_than_days`` (and their receipts) to a gzip archive."""
+    """Move finished outbox rows older than ``older_than_days``, with their receipts, to
+    ``out/archive/`` (:func:`riskmap.store.archive.archive_outbox`); returns how many messages."""
     if older_than_days <= 0:
         return 0
-    cutoff = now - timedelta(days=older_than_days)
-    finished = or_(t.outbox.c.status.in_(("sent", "delivered", "superseded")),
-                   and_(t.outbox.c.status == "failed", t.outbox.c.next_attempt_at >= FINAL_FAILURE))
-    has_receipt = select(t.receipts.c.id).where(t.receipts.c.outbox_id == t.outbox.c.id).exists()
-    cond = and_(finished, t.outbox.c.updated_at < cutoff, ~has_receipt)
-    with store.engine.begin() as conn:
-        rows = [dict(r._mapping) for r in conn.execute(select(t.outbox).where(cond).order_by(t.outbox.c.id))]
-        if not rows:
-            return 0
-        ids = [r["id"] for r in rows]
-        folder = out / "archive"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"outbox-{now:%Y%m%d}.jsonl.gz"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        with os.fdopen(fd, "ab") as raw, gzip.GzipFile(fileobj=raw, mode="ab") as gz:
-            for r in rows:
-                gz.write((json.dumps(r, ensure_ascii=False, default=str) + "\n").encode("utf-8"))
-            gz.flush()
-            raw.flush()
-            os.fsync(raw.fileno())
-        for i in range(0, len(ids), 500):
-            chunk = ids[i:i + 500]
-            conn.execute(delete(t.outbox).where(t.outbox.c.id.in_(chunk)))
-    log.info("housekeeping: archived %d outbox rows older than %g days to %s", len(rows), older_than_days,
-             path)
-    return len(rows)
+    done = archive(store, out / "archive", now - timedelta(days=older_than_days), now)
+    if done.messages:
+        log.info("housekeeping: archived %d outbox rows and %d receipts older than %g days to %s",
+                 done.messages, done.receipts, older_than_days, ", ".join(done.files))
+    return done.messages

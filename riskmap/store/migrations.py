@@ -14,9 +14,9 @@ Examples
 >>> from sqlalchemy import create_engine
 >>> engine = create_engine("sqlite://")
 >>> migrate(engine)
-3
+4
 >>> migrate(engine)  # idempotent
-3
+4
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from riskmap.errors import StoreError
 from riskmap.store import tables as t
 
 APPEND_ONLY = ("events", "receipts")
-"""Tables whose rows may never be updated or deleted (database triggers refuse it)."""
+"""Tables whose rows may never be updated or deleted (database triggers refuse it).  From v4 a receipt
+may be deleted only together with its message, when housekeeping archives both (:func:`_v4`)."""
 
 
 def _append_only(conn: Connection, table: str) -> None:
@@ -81,7 +82,51 @@ def _v3(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE silences ADD COLUMN cleared_reason TEXT NOT NULL DEFAULT ''"))
 
 
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1, 2: _v2, 3: _v3}
+_RECEIPT_GONE = "receipts is append-only (a receipt leaves the store only with its archived message)"
+
+
+def _v4(conn: Connection) -> None:
+    """Schema v4: housekeeping archives finished outbox rows together with their receipts.
+
+    - ``archive_batches`` (append-only): one row per archived batch — the file in ``OUT/archive/``, the
+      byte range of its gzip member and that range's sha256, how many messages and receipts, the
+      first and last outbox id — so the store says where every archived message went.
+    - ``receipts`` stay append-only, except that a receipt may be deleted while its message is being
+      archived (the archive transaction marks the message ``archived``, deletes its receipts, then
+      the message).  Updates are refused as before; any other DELETE still fails.
+
+    The table is skipped where present (``_v1`` creates it in a database made from scratch); the
+    triggers are replaced, so the step can run on either.
+    """
+    t.archive_batches.create(conn, checkfirst=True)
+    if conn.dialect.name == "sqlite":
+        for op in ("UPDATE", "DELETE"):
+            name = f"archive_batches_no_{op.lower()}"
+            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name}")
+            conn.exec_driver_sql(f"CREATE TRIGGER {name} BEFORE {op} ON archive_batches "
+                                 "BEGIN SELECT RAISE(ABORT, 'archive_batches is append-only'); END")
+        conn.exec_driver_sql("DROP TRIGGER IF EXISTS receipts_no_delete")
+        conn.exec_driver_sql(
+            "CREATE TRIGGER receipts_no_delete BEFORE DELETE ON receipts WHEN NOT EXISTS (SELECT 1 "
+            "FROM outbox WHERE id = OLD.outbox_id AND status = 'archived') "
+            f"BEGIN SELECT RAISE(ABORT, '{_RECEIPT_GONE}'); END")
+    elif conn.dialect.name == "postgresql":
+        conn.execute(text(
+            "CREATE OR REPLACE FUNCTION riskmap_append_only() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END $$"))
+        conn.execute(text("DROP TRIGGER IF EXISTS archive_batches_append_only ON archive_batches"))
+        conn.execute(text("CREATE TRIGGER archive_batches_append_only BEFORE UPDATE OR DELETE ON "
+                          "archive_batches FOR EACH ROW EXECUTE FUNCTION riskmap_append_only()"))
+        conn.execute(text(
+            "CREATE OR REPLACE FUNCTION riskmap_receipts_guard() RETURNS trigger LANGUAGE plpgsql AS $$ "
+            "BEGIN IF TG_OP = 'DELETE' AND EXISTS (SELECT 1 FROM outbox WHERE id = OLD.outbox_id "
+            f"AND status = 'archived') THEN RETURN OLD; END IF; RAISE EXCEPTION '{_RECEIPT_GONE}'; END $$"))
+        conn.execute(text("DROP TRIGGER IF EXISTS receipts_append_only ON receipts"))
+        conn.execute(text("CREATE TRIGGER receipts_append_only BEFORE UPDATE OR DELETE ON receipts "
+                          "FOR EACH ROW EXECUTE FUNCTION riskmap_receipts_guard()"))
+
+
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4}
 """Version -> migration function; the highest key is the version this riskmap writes."""
 CURRENT = max(MIGRATIONS)
 

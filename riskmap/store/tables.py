@@ -6,7 +6,7 @@ PostgreSQL and fixed-width ISO 8601 text (sortable) on SQLite.
 Examples
 --------
 >>> sorted(METADATA.tables)[:4]
-['approvals', 'cap_messages', 'events', 'outbox']
+['approvals', 'archive_batches', 'cap_messages', 'events']
 >>> from datetime import datetime, timedelta, timezone
 >>> bj = timezone(timedelta(hours=8))
 >>> UTCDateTime().process_bind_param(datetime(2026, 7, 1, 8, tzinfo=bj), SQLITE)
@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -229,4 +230,18 @@ cap_messages = Table(
     Column("references", Text, nullable=False, default=""),
     Column("xml", Text, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+)
+
+archive_batches = Table(  # v4: where housekeeping archived finished outbox rows with their receipts
+    "archive_batches", METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("file", String(200), nullable=False, index=True),  # its name in OUT/archive/
+    Column("start_offset", BigInteger, nullable=False),  # the batch's gzip member: bytes [start, end)
+    Column("end_offset", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),  # of those bytes
+    Column("messages", Integer, nullable=False),
+    Column("receipts", Integer, nullable=False),
+    Column("first_id", Integer, nullable=False),  # outbox ids
+    Column("last_id", Integer, nullable=False),
 )
