@@ -240,3 +240,18 @@ def test_riskmap_imports_and_works_without_dask():
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+
+
+def test_benchmark_smoke_runs_every_contender_and_matches_the_eager_result():
+    need("dask")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_blocks.py"), "--smoke"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    for name in ("eager ", "eager (xarray load)", "dask k=2", "dask k=8, village blocks",
+                 "national extrapolation", "ratios"):
+        assert name in out
+    diffs = re.findall(r"^(?:eager \(|dask).*\s(\S+)$", out, flags=re.M)
+    assert len(diffs) == 5 and all(float(d) == 0.0 for d in diffs)
+    assert re.search(r"dask k=8, village blocks .* 4×2 ", out)
