@@ -18,8 +18,8 @@ only in that window, once per lease.
 ``tests/test_dispatcher.py`` shows it happening exactly once.
 
 A permanent failure is stored as ``failed`` with ``next_attempt_at`` far in the
-future (:data:`NEVER`), so it is never leased again (the store has no separate
-status for it yet).
+future (:data:`riskmap.store.outbox.NEVER`), so it is never leased again (the store has no
+separate status for it yet); so is a message whose delivery report says it failed.
 
 Examples
 --------
@@ -44,11 +44,10 @@ from typing import Any
 from riskmap.errors import RiskmapError
 from riskmap.gateways.base import Gateway, OutgoingSms, SendResult, mask
 from riskmap.service.faults import fault_point  # fault injection (#7)
+from riskmap.store.outbox import NEVER
 
 log = logging.getLogger("riskmap.dispatcher")
 
-NEVER = datetime(9999, 1, 1, tzinfo=UTC)
-"""``next_attempt_at`` of a permanently failed message: never due again."""
 
 
 @dataclass(frozen=True)

@@ -67,21 +67,21 @@ class _Job:
     status: str
     raw: str
     at: datetime
-    new: bool = False
+    new: bool | None = False
+    """True new, False a repeat, None about no message of this store."""
     error: str = ""
     done: threading.Event = field(default_factory=threading.Event)
 
 
-def add_receipts(store: Any, items: Sequence[tuple[int, str, str, datetime]]) -> list[bool]:
-    """Record many delivery reports in ONE transaction; ``[is new]`` per item (a repeat is not new).
+def add_receipts(store: Any, items: Sequence[tuple[int, str, str, datetime]]) -> list[bool | None]:
+    """Record many delivery reports in ONE transaction; per item: new, a repeat, or unknown.
 
-    Uses ``store.add_receipts`` when the store has it; otherwise does what
+    ``True`` for a new report, ``False`` for a repeat (the same report again), ``None`` for a
+    report about no message of this store (archived long ago, or never sent from here): it is
+    not recorded and does not stop the others.  Does what
     :meth:`riskmap.store.Store.add_receipt` does (same digest, same status update) for the whole
     batch at once.
     """
-    many = getattr(store, "add_receipts", None)
-    if many is not None:
-        return list(many(items))
     if not hasattr(store, "engine"):  # a store-like object without a database: one by one
         return [bool(store.add_receipt(*it)) for it in items]
     from sqlalchemy import bindparam, select, update
@@ -89,31 +89,37 @@ def add_receipts(store: Any, items: Sequence[tuple[int, str, str, datetime]]) ->
 
     from riskmap.store import tables as t
     from riskmap.store.db import guard
+    from riskmap.store.outbox import NEVER
 
     digests = [hashlib.sha256(f"{oid}|{status}|{raw}".encode()).hexdigest() for oid, status, raw, _ in items]
-    rows, seen = [], set()
-    for (oid, status, raw, at), dig in zip(items, digests, strict=True):
-        if dig not in seen:
-            seen.add(dig)
-            rows.append({"outbox_id": oid, "status": status, "raw": raw, "digest": dig, "at": at})
     with guard(f"{store.url} receipts"), store.engine.begin() as conn:
         dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+        ids = sorted({oid for oid, *_ in items})
+        known: set[int] = set()
         have: set[str] = set()
-        for i in range(0, len(rows), 500):
-            chunk = [r["digest"] for r in rows[i:i + 500]]
-            have.update(conn.execute(select(t.receipts.c.digest).where(t.receipts.c.digest.in_(chunk))).scalars())
-        fresh = [r for r in rows if r["digest"] not in have]
-        if fresh:  # plain executemany (no RETURNING): the fast path; a racing twin is ignored
-            conn.execute(dialect.insert(t.receipts).on_conflict_do_nothing(index_elements=["digest"]), fresh)
-        new = {r["digest"] for r in fresh}
-        final = [{"o_id": r["outbox_id"], "o_status": r["status"], "o_at": r["at"]} for r in fresh
-                 if r["status"] in ("delivered", "failed")]
-        if final:
-            conn.execute(update(t.outbox).where(t.outbox.c.id == bindparam("o_id"))
-                         .values(status=bindparam("o_status"), updated_at=bindparam("o_at")), final)
-    out, first = [], set()
-    for dig in digests:
-        out.append(dig in new and dig not in first)
+        o, r = t.outbox.c, t.receipts.c
+        for i in range(0, max(len(ids), len(digests)), 500):
+            known.update(conn.execute(select(o.id).where(o.id.in_(ids[i:i + 500]))).scalars())
+            have.update(conn.execute(select(r.digest).where(r.digest.in_(digests[i:i + 500]))).scalars())
+        rows, seen = [], set(have)
+        for (oid, status, raw, at), dig in zip(items, digests, strict=True):
+            if dig not in seen and oid in known:
+                seen.add(dig)
+                rows.append({"outbox_id": oid, "status": status, "raw": raw, "digest": dig, "at": at})
+        if rows:  # plain executemany (no RETURNING): the fast path; a racing twin is ignored
+            conn.execute(dialect.insert(t.receipts).on_conflict_do_nothing(index_elements=["digest"]), rows)
+        for status, parked in (("delivered", None), ("failed", NEVER)):   # a failed report is final
+            final = [{"o_id": r["outbox_id"], "o_at": r["at"]} for r in rows if r["status"] == status]
+            if final:
+                values: dict[str, Any] = {"status": status, "updated_at": bindparam("o_at")}
+                if parked is not None:
+                    values["next_attempt_at"] = parked
+                conn.execute(update(t.outbox).where(o.id == bindparam("o_id")).values(**values), final)
+    new = {r["digest"] for r in rows}
+    out: list[bool | None] = []
+    first: set[str] = set()
+    for (oid, *_), dig in zip(items, digests, strict=True):
+        out.append(None if oid not in known else (dig in new and dig not in first))
         first.add(dig)
     return out
 
@@ -127,7 +133,7 @@ class Receiver:
         if not token:
             raise ValueError("the receiver needs a token")
         self.store, self.token, self.on_reply, self.clock = store, token, on_reply, clock
-        self.counts = {"receipts": 0, "duplicates": 0, "replies": 0, "refused": 0}
+        self.counts = {"receipts": 0, "duplicates": 0, "unknown": 0, "replies": 0, "refused": 0}
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._lock = threading.Lock()
         self._writer: threading.Thread | None = None
@@ -182,9 +188,12 @@ class Receiver:
             if not job.done.wait(30.0) or job.error:
                 log.error("receipt for outbox %s not recorded: %s", outbox_id, job.error or "time-out")
                 return 503, "store unavailable"
+            if job.new is None:        # answered 200 all the same: the gateway must not retry it
+                log.warning("receipt for outbox %s ignored: no such message (archived, or not sent from "
+                            "this store)", outbox_id)
             with self._lock:
-                self.counts["receipts" if job.new else "duplicates"] += 1
-            return 200, "ok"
+                self.counts["unknown" if job.new is None else "receipts" if job.new else "duplicates"] += 1
+            return 200, "ok" if job.new is not None else "unknown message"
         if parts.path == "/mo":
             phone, text = q.get("from", ""), q.get("text", "")
             self.counts["replies"] += 1

@@ -57,15 +57,44 @@ def test_delivery_report_updates_the_outbox_once(store, receiver):
     assert dlr(receiver, 1, 1) == (200, "ok")
     assert dlr(receiver, 1, 1) == (200, "ok")  # the same report again
     assert [r["status"] for r in store.receipts(1)] == ["smsc", "delivered"]
-    assert receiver.counts == {"receipts": 2, "duplicates": 1, "replies": 0, "refused": 0}
+    assert receiver.counts == {"receipts": 2, "duplicates": 1, "unknown": 0, "replies": 0, "refused": 0}
     statuses = {r.id: r.status for r in store.outbox()}
     assert statuses == {1: "delivered", 2: "queued"}
     assert "token" not in store.receipts(1)[0]["raw"]
 
 
-def test_undelivered_report_marks_failed(store, receiver):
-    dlr(receiver, 2, 16)
-    assert {r.id: r.status for r in store.outbox()}[2] == "failed"
+def test_undelivered_report_marks_failed_for_good(store, receiver):
+    """The SMSC gave up: the message is not leased and sent again (escalation handles red/orange)."""
+    from riskmap.store.outbox import NEVER
+
+    leased = store.lease(T0, limit=10)
+    for rec in leased:
+        store.mark(rec.id, "sent", T0, gateway_id=f"g{rec.id}")
+    assert dlr(receiver, 2, 16) == (200, "ok")
+    row = {r.id: r for r in store.outbox()}[2]
+    assert row.status == "failed" and row.next_attempt_at == NEVER
+    later = datetime(2026, 7, 23, tzinfo=UTC)
+    assert store.lease(later, limit=10) == []
+    assert store.add_receipt(1, "failed", "stat:UNDELIV", T0)        # the store's own path parks too
+    assert {r.id: r.next_attempt_at for r in store.outbox()}[1] == NEVER
+
+
+def test_reports_about_unknown_messages_do_not_stop_the_batch(store, receiver):
+    """A late report for an archived message (or a stray id) is answered 200 and not recorded."""
+    import concurrent.futures
+
+    from riskmap.errors import StoreError
+    from riskmap.receiver import add_receipts
+
+    assert add_receipts(store, [(1, "smsc", "a", T0), (999, "delivered", "x", T0), (2, "smsc", "b", T0)]) \
+        == [True, None, True]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda i: dlr(receiver, 999 if i % 3 == 0 else 1, 8, ts=str(i)), range(30)))
+    assert sorted(set(got)) == [(200, "ok"), (200, "unknown message")]
+    assert receiver.counts["unknown"] == 10 and receiver.counts["receipts"] == 20
+    assert len(store.receipts(1)) == 21 and store.receipts(999) == []
+    with pytest.raises(StoreError, match="no such message"):
+        store.add_receipt(999, "delivered", "y", T0)
 
 
 def test_wrong_token_and_bad_requests_are_refused(store, receiver):

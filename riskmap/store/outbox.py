@@ -26,6 +26,18 @@ OUTBOX_STATUSES = ("queued", "held", "leased", "sent", "delivered", "failed", "s
 RETRY_BEFORE = datetime(9000, 1, 1, tzinfo=UTC)
 """A ``failed`` message whose next attempt is before this awaits a retry (the dispatcher parks a
 permanent failure at year 9999)."""
+NEVER = datetime(9999, 1, 1, tzinfo=UTC)
+"""``next_attempt_at`` of a permanently failed message: never due again."""
+
+
+def final_status(status: str) -> dict[str, Any]:
+    """The outbox columns a ``delivered``/``failed`` delivery report sets.
+
+    A ``failed`` report (the SMSC gave up: UNDELIV, EXPIRED, REJECTD) is final for the message:
+    it is parked (:data:`NEVER`) rather than sent again at once by the next lease; an orange or
+    red message nobody acknowledged is escalated instead (:mod:`riskmap.escalation`).
+    """
+    return {"status": status, "next_attempt_at": NEVER} if status == "failed" else {"status": status}
 _FIELDS = [f for f in OutboxRecord.__dataclass_fields__]
 
 
@@ -236,11 +248,14 @@ class OutboxMixin:
         """
         digest = hashlib.sha256(f"{outbox_id}|{status}|{raw}".encode()).hexdigest()
         with guard(f"{self.url} receipt {outbox_id}"), self.engine.begin() as conn:
+            if conn.execute(select(t.outbox.c.id).where(t.outbox.c.id == outbox_id)).first() is None:
+                raise StoreError(f"store: receipt for outbox message {outbox_id}: no such message "
+                                 "(archived, or not sent from this store)")
             new = insert_ignore(conn, t.receipts, [{"outbox_id": outbox_id, "status": status, "raw": raw,
                                                     "digest": digest, "at": at}], "digest")
             if new and status in ("delivered", "failed"):
                 conn.execute(update(t.outbox).where(t.outbox.c.id == outbox_id)
-                             .values(status=status, updated_at=at))
+                             .values(updated_at=at, **final_status(status)))
             return bool(new)
 
     def outbox(self, run_id: str | None = None, status: str | None = None,
