@@ -192,14 +192,20 @@ def aggregate_blocks(weights: CoverageWeights, grid: xr.DataArray, stats: Sequen
                       name=f"{name}-weights-{i}", traverse=False)
               for i, (a, b) in enumerate(bounds)]
     nt = len(data.chunks[0])
-    dsk: dict[Any, Any] = {}
-    for i, w in enumerate(blocks):
-        for j in range(nt):
-            dsk[(name, i, j)] = (_aggregate_block, w.key, (cells.name, 0, j), stats)
-            for part in stats + ("covered_fraction",):
-                dsk[(f"{name}-{part}", i, j)] = (operator.getitem, (name, i, j), part)
-        dsk[(f"{name}-fraction", i)] = (_fraction, [(f"{name}-covered_fraction", i, j) for j in range(nt)])
-    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[cells, *blocks])
+    agg: dict[Any, Any] = {(name, i, j): (_aggregate_block, w.key, (cells.name, 0, j), stats)
+                           for i, w in enumerate(blocks) for j in range(nt)}
+    base = HighLevelGraph.from_collections(name, agg, dependencies=[cells, *blocks])
+    layers: dict[str, Any] = dict(base.layers)
+    deps: dict[str, set[str]] = {k: set(v) for k, v in base.dependencies.items()}
+    for part in stats + ("covered_fraction",):      # one layer per array: dask's graph culling needs it
+        layers[f"{name}-{part}"] = {(f"{name}-{part}", i, j): (operator.getitem, (name, i, j), part)
+                                    for i in range(len(blocks)) for j in range(nt)}
+        deps[f"{name}-{part}"] = {name}
+    layers[f"{name}-fraction"] = {(f"{name}-fraction", i): (_fraction, [(f"{name}-covered_fraction", i, j)
+                                                                        for j in range(nt)])
+                                  for i in range(len(blocks))}
+    deps[f"{name}-fraction"] = {f"{name}-covered_fraction"}
+    graph = HighLevelGraph(layers, deps)
     vchunks = tuple(b - a for a, b in bounds)
     out: dict[str, Any] = {s: da.Array(graph, f"{name}-{s}", (vchunks, data.chunks[0]), dtype=np.float32)
                            for s in stats}

@@ -123,6 +123,19 @@ def test_one_task_per_village_block_and_time_chunk_one_layout_copy_per_time_chun
     assert len(layout) == 3
 
 
+def test_written_blockwise_to_zarr_and_merged_with_other_dask_results(case, tmp_path):
+    dask = need("dask")
+    da, v, w, eager, touches = case
+    lazy = village_rainfall(v, da.chunk(time=3), weights=w, village_chunk=7)
+    lazy.__dask_graph__().validate()                    # one graph layer per array, dependencies known
+    lazy.to_zarr(tmp_path / "rain.zarr", consolidated=False)     # block by block, never whole in memory
+    assert_matches_eager(xr.open_zarr(tmp_path / "rain.zarr", consolidated=False).compute(), eager, touches)
+    other = village_rainfall(v, da.chunk(time=4), stats=("max",), weights=w)
+    both = xr.merge([lazy[["mean"]], other.rename(max="max4")[["max4"]]], compat="override")
+    (got,) = dask.optimize(both)
+    assert np.array_equal(got["max4"].values, eager["max"].values, equal_nan=True)
+
+
 def test_chunk_layout_is_what_the_kernel_reads_in_place():
     c_order = np.arange(24, dtype=np.float32).reshape(4, 2, 3)          # (k, y, x) from a file
     cells = _cells_by_time(c_order)
