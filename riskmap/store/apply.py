@@ -102,8 +102,13 @@ def act_hash(acts: Iterable[ManualIssue | ManualLift], now: datetime) -> str:
 
 def apply_manual(store: Store, acts: Sequence[ManualIssue | ManualLift], now: datetime,
                  policy: LifecyclePolicy, render: Render = _no_messages, *, drill: bool = False,
-                 at: datetime | None = None) -> Applied:
-    """Apply operator acts as their own run (source ``manual``); every change carries the operator."""
+                 at: datetime | None = None, on_commit: Callable[[Any, str], None] | None = None) -> Applied:
+    """Apply operator acts as their own run (source ``manual``); every change carries the operator.
+
+    ``on_commit(conn, run_id)`` runs inside the decision's transaction
+    (:meth:`~riskmap.store.Store.commit_decision`): ``riskmap serve`` marks the request it applies
+    there, so an act handed to it and the request's outcome commit together.
+    """
     operators = ",".join(sorted({a.operator for a in acts}))
     meta = RunMeta(now=now, source="manual", operator=operators, act_hash=act_hash(acts, now), drill=drill,
                    extra={"acts": [repr(a) for a in acts]})
@@ -114,7 +119,7 @@ def apply_manual(store: Store, acts: Sequence[ManualIssue | ManualLift], now: da
         previous = store.current_warnings()
         decision = decide(previous, None, now, policy, manual=acts)
         outbox, caps = render(rid, decision, previous)
-        counts = store.commit_decision(rid, decision, outbox, caps, at=at)
+        counts = store.commit_decision(rid, decision, outbox, caps, at=at, on_commit=on_commit)
     except BaseException as exc:
         store.fail_run(rid, f"{type(exc).__name__}: {exc}", at=at)
         raise

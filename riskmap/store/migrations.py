@@ -14,9 +14,9 @@ Examples
 >>> from sqlalchemy import create_engine
 >>> engine = create_engine("sqlite://")
 >>> migrate(engine)
-4
+5
 >>> migrate(engine)  # idempotent
-4
+5
 """
 
 from __future__ import annotations
@@ -126,7 +126,16 @@ def _v4(conn: Connection) -> None:
                           "FOR EACH ROW EXECUTE FUNCTION riskmap_receipts_guard()"))
 
 
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4}
+def _v5(conn: Connection) -> None:
+    """Schema v5: ``requests``, operator acts (``riskmap issue`` / ``lift``) handed to a running
+    ``riskmap serve`` through the store, applied by it under its cycle lock (:mod:`riskmap.store.requests`).
+
+    Skipped when present (a database created from scratch by ``_v1`` already has it).
+    """
+    t.requests.create(conn, checkfirst=True)
+
+
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5}
 """Version -> migration function; the highest key is the version this riskmap writes."""
 CURRENT = max(MIGRATIONS)
 

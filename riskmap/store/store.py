@@ -32,7 +32,7 @@ import dataclasses
 import importlib.util
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -201,7 +201,8 @@ class Store(OutboxMixin):
 
     def commit_decision(self, run_id: str, decision: Decision,
                         outbox_rows: Iterable[OutboxRow | Mapping[str, Any]] = (),
-                        cap_rows: Iterable[CapRow] = (), at: datetime | None = None) -> dict[str, int]:
+                        cap_rows: Iterable[CapRow] = (), at: datetime | None = None,
+                        on_commit: Callable[[Connection, str], None] | None = None) -> dict[str, int]:
         """Write the decision's states and events, the outbox and CAP rows, and mark the run done.
 
         One transaction: on any error nothing is written (the run stays ``started``; call
@@ -210,6 +211,9 @@ class Store(OutboxMixin):
         changes the stored warnings.  Older pending messages the new ``queued`` ones make obsolete are
         marked ``superseded`` in the same transaction (:func:`riskmap.store.outbox.supersede`); a
         ``held`` message supersedes nothing until its approval (:meth:`release_run`).
+        ``on_commit(conn, run_id)``, when given, runs last in the transaction (``riskmap serve`` marks
+        the request whose act this is: :func:`riskmap.store.requests.mark_applied`); it is not called
+        for a run already done.
         """
         at = at or _clock()
         outbox = [row_dict(r) for r in outbox_rows]
@@ -248,6 +252,8 @@ class Store(OutboxMixin):
                              links)
             conn.execute(update(t.runs).where(t.runs.c.id == run_id).values(
                 status="done", finished_at=at, duration_s=(at - run.started_at).total_seconds()))
+            if on_commit is not None:
+                on_commit(conn, run_id)
             return {"events": n_ev, "outbox": n_ob, "cap": n_cap, "superseded": n_sup}
 
     @staticmethod

@@ -232,6 +232,30 @@ cap_messages = Table(
     Column("created_at", UTCDateTime, nullable=False),
 )
 
+requests = Table(
+    "requests", METADATA,
+    # v5: operator acts (riskmap issue / lift) handed to a running ``riskmap serve`` (riskmap.store.requests)
+    Column("id", String(32), primary_key=True),  # a hash of the idempotency key
+    Column("idempotency_key", String(200), nullable=False, unique=True),
+    Column("act_key", String(64), nullable=False, index=True),  # a hash of the act's parameters
+    Column("kind", String(16), nullable=False),  # issue / lift
+    Column("operator", String(100), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("params", Text, nullable=False),  # JSON: targets, hazard, level, until, drill, now
+    Column("villages", Text, nullable=False, default="[]"),  # JSON list: named, then resolved, codes
+    Column("origin", String(200), nullable=False, default=""),  # the CLI's host and pid
+    Column("status", String(16), nullable=False, index=True),  # queued/working/applied/done/failed/expired
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("picked_at", UTCDateTime),
+    Column("act_at", UTCDateTime),  # the act's time, fixed when the service first takes it up
+    Column("run_id", String(64), nullable=False, default=""),
+    Column("finished_at", UTCDateTime),
+    Column("result", Text, nullable=False, default="{}"),  # JSON: the summary the CLI prints
+    Column("error", Text, nullable=False, default=""),
+    Column("exit_code", Integer, nullable=False, default=0),
+)
+
 archive_batches = Table(  # v4: where housekeeping archived finished outbox rows with their receipts
     "archive_batches", METADATA,
     Column("id", Integer, primary_key=True, autoincrement=True),
