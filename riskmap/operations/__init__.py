@@ -6,6 +6,8 @@ an open :class:`~riskmap.store.Store` and explicit times (``now`` is a parameter
 - :func:`store_url` — which store a command uses (``--db``, the config, ``./riskmap.sqlite``).
 - :func:`target_villages` — ``--village`` codes and ``--feature LAYER:ID`` targets to village codes.
 - :func:`manual_renderer` — the :class:`~riskmap.render.Renderer` that makes SMS and CAP for manual acts.
+- :class:`ActParams`, :func:`perform_act` — a manual issue or lift as given, and its one path (the CLI's,
+  or ``riskmap serve``'s for a request handed to it).
 - :func:`find_run`, :func:`approve` — 领导审签: release a run's held messages; the approver and the wait
   are logged.
 - :func:`acknowledge`, :func:`acknowledge_reply`, :func:`acknowledged_ids`, :func:`acknowledgements` —
@@ -48,13 +50,14 @@ from riskmap.operations.acks import (
     acknowledgements,
     unacknowledged,
 )
-from riskmap.operations.acts import manual_renderer, target_villages
+from riskmap.operations.acts import ActParams, manual_renderer, perform_act, target_villages
 from riskmap.operations.approval import Approval, approve
 from riskmap.operations.silences import Unsilenced, find_silence, unsilence
 from riskmap.operations.stores import DEFAULT_DB, find_run, sqlite_path, store_url
 from riskmap.operations.views import OutboxFilter, delivery_rates, list_outbox, mask_text, outbox_view
 
-__all__ = ["ACK", "DEFAULT_DB", "Acknowledgement", "Approval", "OutboxFilter", "Unsilenced", "acknowledge",
-           "acknowledge_reply", "acknowledged_ids", "acknowledgements", "approve", "delivery_rates",
-           "find_run", "find_silence", "list_outbox", "manual_renderer", "mask_text", "outbox_view",
-           "sqlite_path", "store_url", "target_villages", "unacknowledged", "unsilence"]
+__all__ = ["ACK", "DEFAULT_DB", "Acknowledgement", "ActParams", "Approval", "OutboxFilter", "Unsilenced",
+           "acknowledge", "acknowledge_reply", "acknowledged_ids", "acknowledgements", "approve",
+           "delivery_rates", "find_run", "find_silence", "list_outbox", "manual_renderer", "mask_text",
+           "outbox_view", "perform_act", "sqlite_path", "store_url", "target_villages", "unacknowledged",
+           "unsilence"]
