@@ -187,8 +187,9 @@ def test_scheduler_jobs_never_drop_a_late_run() -> None:
     sched = build_scheduler(svc)
     ids = [j["id"] for j in next_runs(sched)]
     assert set(ids) == {"inbox-scan", "dispatch-sweep", "expiry-check", "escalation-check", "housekeeping",
-                        "heartbeat"}
+                        "heartbeat", "requests"}
     assert ids[0] == "inbox-scan"  # runs at once on start
+    assert sched.get_job("requests").trigger.interval == timedelta(seconds=1)  # riskmap issue / lift
     assert JOB_DEFAULTS["misfire_grace_time"] >= 3600 and JOB_DEFAULTS["coalesce"]
     assert JOB_DEFAULTS["max_instances"] == 1
 

@@ -29,7 +29,7 @@ def serve(config: Path, inbox: Path | None, db: str, out: Path | None, fopts: tu
     from riskmap.errors import ConfigError
     from riskmap.service.config import load_service_config, with_overrides
     from riskmap.service.logging import setup_logging
-    from riskmap.service.runner import run_service
+    from riskmap.service.main import run_service
 
     settings, sc, problems = load_service_config(config)
     if problems:
@@ -46,10 +46,11 @@ def serve(config: Path, inbox: Path | None, db: str, out: Path | None, fopts: tu
               help="The service's heartbeat file (default: beside a SQLite store, or OUT/serve.json).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def status(config: Path | None, db: str, heartbeat: Path | None, as_json: bool) -> None:
-    """Show the service's figures: runs, warnings, outbox, receipts, next jobs."""
+    """Show the service's figures: runs, warnings, outbox, receipts, next jobs, pending requests."""
     from riskmap.errors import InputError
     from riskmap.service.config import load_service_config, with_overrides
     from riskmap.service.heartbeat import heartbeat_path
+    from riskmap.service.requests import format_requests, request_figures
     from riskmap.service.runner import db_url_for
     from riskmap.service.status import format_text, gather
     from riskmap.store import Store
@@ -69,9 +70,10 @@ def status(config: Path | None, db: str, heartbeat: Path | None, as_json: bool) 
     store = Store.open(url)
     try:
         st = gather(store, heartbeat or heartbeat_path(url, sc.out))
+        st["requests"] = request_figures(store)  # riskmap issue / lift handed to the service
     finally:
         store.close()
     if as_json:
         click.echo(json.dumps(st, ensure_ascii=False, indent=1, default=str))
     else:
-        click.echo(format_text(st))
+        click.echo("\n".join([format_text(st), *format_requests(st["requests"], settings.tz)]))

@@ -16,6 +16,15 @@ repeated.  The points, in the order a cycle passes them:
     the gateway accepted an SMS whose ``sent`` mark is not yet committed — the one place an SMS
     can be sent twice (the duplicate window of one lease, see :mod:`riskmap.dispatcher`).
 
+The points an operator's act handed to the service passes (:mod:`riskmap.service.requests`),
+:data:`REQUEST_POINTS`:
+
+``request-before-commit``
+    the request is taken up (its act's time fixed), the act decided and rendered, its transaction
+    (act and ``applied`` mark) written but not committed;
+``request-after-commit``
+    the act and the request's ``applied`` mark are committed; its CAP files are not written yet.
+
 ``RISKMAP_FAULT=NAME:N`` kills at the N-th time the point is reached (default the first).
 Unset (the normal case) every call is a dictionary look-up and nothing else.
 
@@ -43,6 +52,9 @@ from collections.abc import Mapping
 
 ENV = "RISKMAP_FAULT"
 POINTS = ("after-ingest", "after-levels", "before-commit", "after-commit", "after-gateway-accept")
+"""The points a forecast cycle passes, in order."""
+REQUEST_POINTS = ("request-before-commit", "request-after-commit")
+"""The points a request handed to the service passes, in order."""
 
 _hits: dict[str, int] = {}
 _lock = threading.Lock()
@@ -54,8 +66,9 @@ def parse_fault(value: str) -> tuple[str, int] | None:
     if not value:
         return None
     name, _, n = value.partition(":")
-    if name not in POINTS:
-        raise ValueError(f"{ENV}={value!r}: unknown fault point (known: {', '.join(POINTS)})")
+    if name not in POINTS + REQUEST_POINTS:
+        known = ", ".join(POINTS + REQUEST_POINTS)
+        raise ValueError(f"{ENV}={value!r}: unknown fault point (known: {known})")
     try:
         count = int(n) if n else 1
     except ValueError:

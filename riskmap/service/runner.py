@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +33,7 @@ from riskmap.service.heartbeat import heartbeat_path, write_heartbeat
 from riskmap.service.inbox import Inbox
 from riskmap.service.logging import run_context, set_context
 from riskmap.service.recovery import recover_runs, release_orphan_leases
+from riskmap.service.requests import apply_requests
 
 log = logging.getLogger("riskmap.service")
 
@@ -101,6 +101,8 @@ class Service:
                             "unless a delivery report shows they went out", n)
             self.dispatcher.start()
             self._find_latest_inputs()
+            with self.cycle_lock:  # before recover_runs: an act a crash interrupted is its request's to redo
+                apply_requests(self)
             self.recover_runs()
             from riskmap.service.scheduler import build_scheduler
 
@@ -242,6 +244,7 @@ class Service:
                 if self.stopping.is_set():
                     break
                 self.process_file(path)
+                apply_requests(self)  # an operator's act handed to us waits for one cycle at the most
         self.write_heartbeat()
 
     def check_expiry(self, now: datetime | None = None) -> None:
@@ -373,27 +376,3 @@ class Service:
             self.store.close()
             self.store = None
 
-
-def run_service(settings: Settings, sc: ServiceConfig) -> int:
-    """Run until SIGTERM or SIGINT; returns the exit code (0 after a graceful stop)."""
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        log.info("serve: %s received, stopping", signal.Signals(signum).name)
-        stop.set()
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second signal ends the process at once
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    svc = Service(settings, sc)
-    try:
-        svc.start()
-        while not stop.wait(1.0):
-            if svc.scheduler is None or not svc.scheduler.running:
-                raise ServiceUnavailable("serve: the scheduler stopped unexpectedly")
-            svc.refresh_jobs()
-    finally:
-        svc.stop()
-        for s, h in old.items():
-            signal.signal(s, h)
-    return 0

@@ -15,6 +15,8 @@ in memory: what is done is in the store and the inbox, so a job lost with the pr
 ``escalation-check`` every ``escalation_check_min`` (0: off): orange/red messages to a village head
                    not acknowledged within ``routing.escalation.after_min`` go to the duty officer
 ``heartbeat``      every 5 s: the JSON file ``riskmap status`` reads
+``requests``       every second (``poll_s`` if shorter), first at start: ``riskmap issue`` / ``lift``
+                   handed to the service (:mod:`riskmap.service.requests`)
 ``fetch-<source>`` every ``fetch_min`` for a source with a ``url`` (:mod:`riskmap.service.fetch`)
 =================  =====================================================================
 
@@ -22,6 +24,9 @@ in memory: what is done is in the store and the inbox, so a job lost with the pr
 Examples
 --------
 >>> from apscheduler.schedulers.background import BackgroundScheduler
+
+from riskmap.service.requests import POLL_S as REQUESTS_POLL_S
+from riskmap.service.requests import take_requests
 >>> s = BackgroundScheduler(job_defaults=JOB_DEFAULTS)
 >>> _ = s.add_job(print, "interval", seconds=5, id="x")
 >>> next_runs(s)[0]["id"]
@@ -34,6 +39,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
+
+from riskmap.service.requests import POLL_S as REQUESTS_POLL_S
+from riskmap.service.requests import take_requests
 
 JOB_DEFAULTS = {"misfire_grace_time": 24 * 3600, "coalesce": True, "max_instances": 1}
 
@@ -62,6 +70,9 @@ def build_scheduler(svc: Any) -> BackgroundScheduler:
     hh, mm = (int(x) for x in sc.housekeeping_at.split(":"))
     sched.add_job(svc.housekeeping, "cron", hour=hh, minute=mm, id="housekeeping", name="daily housekeeping")
     sched.add_job(svc.write_heartbeat, "interval", seconds=5, id="heartbeat", name="heartbeat")
+    sched.add_job(take_requests, "interval", args=[svc], seconds=min(sc.poll_s, REQUESTS_POLL_S),
+                  id="requests", name="acts handed over by riskmap issue / lift",
+                  next_run_time=now)
     return sched
 
 

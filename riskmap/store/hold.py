@@ -136,8 +136,11 @@ def held_by(store: Store) -> str | None:
 def ensure_not_held(store: Store) -> None:
     """Refuse (:class:`~riskmap.errors.StoreLocked`, exit 4) when a service holds the store.
 
-    For commands that write decisions (``riskmap run``, ``issue``, ``lift``) while ``serve`` may run.
+    For ``riskmap run`` while ``serve`` may run: a second decider on the store would overwrite the
+    service's decisions.  (``riskmap issue`` and ``lift`` hand their act to the service instead:
+    :mod:`riskmap.cli.handover`.)
     """
     who = held_by(store)
     if who is not None:
-        raise StoreLocked(f"store {store.url} is held by {who}; stop it, or let it do the work")
+        raise StoreLocked(f"store {store.url} is held by {who}: it runs the cycles on this store — put the "
+                          "forecast into its inbox, or stop it first")
