@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, make_url, text
 
 PG_URL = os.environ.get("RISKMAP_TEST_PG_URL", "")
 
@@ -32,3 +32,16 @@ def fresh_pg_store() -> str:
         t.METADATA.drop_all(conn)
     engine.dispose()
     return url
+
+
+def fresh_pg_schema(schema: str, what: str = "serve tests") -> str:
+    """The test database URL with a fresh, empty schema of its own first on the search path (for a
+    ``riskmap serve`` process, whose store a table reset in another schema must not disturb)."""
+    require_pg(what)
+    engine = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    engine.dispose()
+    url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    return url.render_as_string(hide_password=False)

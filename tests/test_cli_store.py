@@ -195,14 +195,20 @@ def test_store_errors_exit_codes(capsys, db, tmp_path):
                                                   "red", "--reason", "x", "--by", "x"]):
         code, out = rm(capsys, *args, "--db", PG_DOWN)
         assert code == 3 and "unavailable" in out and "Traceback" not in out, out
-    # a store held by a running service refuses manual decisions (exit 4), reading still works
+    # while a service holds the store, an act is handed to it (tests/test_service_requests.py: the service's
+    # side): one that is not applied in time stays queued (exit 3), the same act again waits for that request;
+    # reading still works
     store = Store.open(db)
+    act = ("issue", "--village", V0, "--hazard", "torrent", "--level", "red", "--reason", "x", "--by", "x",
+           "--now", NOW, "--db", db)
     try:
         with hold_store(store, "riskmap serve pid 99"):
-            code, out = rm(capsys, "issue", "--village", V0, "--hazard", "torrent", "--level", "red",
-                           "--reason", "x", "--by", "x", "--now", NOW, "--db", db)
-            assert code == 4 and "riskmap serve pid 99" in out
-            assert rm(capsys, "warnings", "--db", db)[0] == 0
+            code, out = rm(capsys, *act, "--wait", "0.2")
+            assert code == 3 and "riskmap serve pid 99" in out and "queued" in out, out
+            assert "riskmap status" in out and "Traceback" not in out
+            code, again = rm(capsys, *act, "--no-wait")
+            assert code == 0 and "not requested again" in again and "queued" in again, again
+            assert rm(capsys, "warnings", "--db", db)[0] == 0 and store.warnings() == []
     finally:
         store.close()
 

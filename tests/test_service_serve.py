@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from pg import PG_URL, require_pg
+from pg import fresh_pg_schema
 from service_data import (
     RISKMAP,
     TOKEN,
@@ -169,16 +169,7 @@ def test_config_problems_are_listed_one_line_each_exit_2(tmp_path: Path) -> None
 @pytest.fixture
 def pg_serve_url() -> str:
     """The test PostgreSQL database, a fresh schema of its own (``serve_test``) first on the search path."""
-    require_pg("serve tests")
-    from sqlalchemy import create_engine, make_url, text
-
-    engine = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text("DROP SCHEMA IF EXISTS serve_test CASCADE"))
-        conn.execute(text("CREATE SCHEMA serve_test"))
-    engine.dispose()
-    url = make_url(PG_URL).update_query_dict({"options": "-csearch_path=serve_test"})
-    return url.render_as_string(hide_password=False)
+    return fresh_pg_schema("serve_test")
 
 
 @pytest.mark.postgres

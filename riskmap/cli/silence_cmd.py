@@ -4,8 +4,9 @@
   state (active, scheduled, expired, cleared); ids are shown with 12 characters.
 - ``riskmap unsilence ID --by NAME --reason TEXT`` — end a silence early; ``ID`` is its id or its first
   characters (4 at the least).  Who, when and why are stored on the silence and shown by
-  ``riskmap history CODE``; clearing it again records nothing.  Refused (exit 4) while ``riskmap serve``
-  holds the store, like ``issue`` and ``lift``.
+  ``riskmap history CODE``; clearing it again records nothing.  Works while ``riskmap serve`` runs: like
+  ``riskmap silence``, it writes one row (one conditional update) that the service only reads, at the
+  start of each decision — a clearing takes effect from the next cycle, as when the service is stopped.
 """
 
 from __future__ import annotations
@@ -88,12 +89,10 @@ def unsilence_cmd(silence_id: str, by: str, reason: str, now: str | None, db: st
                   config: Path | None) -> None:
     """End a silence early (ID: its id or first characters, see riskmap silences); logged."""
     from riskmap.operations import unsilence
-    from riskmap.store import ensure_not_held
 
     t = clock(now)
     store, settings = open_store(db, config, must_exist=True)
     try:
-        ensure_not_held(store)
         done = unsilence(store, silence_id, by, reason, t)
     finally:
         store.close()

@@ -9,6 +9,10 @@ the reservoir's downstream zone) with ``--region``.  With a region (``--region``
 of the settings) a manual issue or lift also queues its SMS (routing and templates of the rule folder)
 and CAP messages, as a run does.
 ``--now`` defaults to the clock (here, at the edge, only).
+
+While ``riskmap serve`` holds the store, ``issue`` and ``lift`` do not decide themselves: they hand the
+act to the service through the store and wait for it (:mod:`riskmap.cli.handover`); ``silence`` (one
+row the service only reads) is written directly.
 """
 
 from __future__ import annotations
@@ -24,13 +28,12 @@ from rich.markup import escape as esc
 
 from riskmap.cli.app import cli
 from riskmap.cli.common import console, load_config, parse_now, region_option, region_path
+from riskmap.cli.handover import handover_options
 from riskmap.config import Settings
 from riskmap.errors import InputError
 from riskmap.levels import Level
 from riskmap.lifecycle import HAZARDS
 
-SHOW_CHANGES = 30
-"""A manual act prints at most this many changes."""
 DB_HELP = ("Store URL (sqlite:///PATH or postgresql://USER@HOST/DB); "
            "default: the config's store.url, else ./riskmap.sqlite.")
 
@@ -139,19 +142,21 @@ def warnings_cmd(active: bool, village: str | None, as_json: bool, db: str, conf
 @db_options
 def history_cmd(code: str, db: str, config: Path | None) -> None:
     """The full audit trail of one village: every change, suppression and silence (and its clearing),
-    with who and why."""
+    with who and why; acts handed to riskmap serve and not applied (yet) too."""
     from rich.table import Table
 
     code = _check_code(code)
     from riskmap.operations import acknowledgements
+    from riskmap.store.requests import for_village
 
     store, settings = open_store(db, config, must_exist=True)
     try:
         events = store.history(code)
         acks = acknowledgements(store, code)
+        asked = [r for r in for_village(store, code) if r.status != "done"]  # done: its events show it
     finally:
         store.close()
-    if not events and not acks:
+    if not events and not acks and not asked:
         console().print(f"village {code}: no events in the store")
         return
     table = Table(title=f"history 履历 {code}")
@@ -168,6 +173,11 @@ def history_cmd(code: str, db: str, config: Path | None) -> None:
         how, _, by = str(a["how"]).partition(" by ")
         rows.append((a["at"], "acknowledged", a["hazard"], level_text(a["level"]), esc(by), a["run_id"][:12],
                      esc(f"{a['contact']} {a['phone']} ({how})"), ""))
+    for q in asked:  # acts handed to riskmap serve and not applied (yet): pending, failed or expired
+        lv = level_text(q.params.get("level", 0)) if q.kind == "issue" else ""
+        why = q.reason + (f" — {q.error}" if q.error and q.status in ("failed", "expired") else "")
+        rows.append((q.created_at, f"{q.kind} request {q.status}", q.params.get("hazard") or "all", lv,
+                     esc(q.operator), f"req {q.id[:8]}", esc(why), ""))
     for r in sorted(rows, key=lambda r: r[0]):  # stable: events before acknowledgements at one time
         table.add_row(local(r[0], settings), *r[1:])
     console().print(table)
@@ -183,7 +193,7 @@ def _target_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _act_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    f = now_option(db_options(f))
+    f = handover_options(now_option(db_options(f)))
     f = click.option("--drill", is_flag=True, help="A drill: messages marked 【演练】, CAP Exercise, "
                      "warnings unchanged.")(f)
     f = click.option("--rules", "rules", type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -205,47 +215,68 @@ def _region(given: Path | None, config: Path | None) -> Any:
         return load_region(path)
 
 
-def _apply(acts: list[Any], db: str, config: Path | None, now: datetime, region: Any, rules: Path | None,
-           drill: bool) -> None:
-    from riskmap.lifecycle import LifecyclePolicy
-    from riskmap.operations import manual_renderer
+def _act(params: Any, t: datetime, region: Path | None, rules: Path | None, db: str, config: Path | None,
+         wait_s: float, no_wait: bool, request_key: str) -> None:
+    """Apply a manual act, or hand it to the ``riskmap serve`` holding the store (:mod:`.handover`)."""
+    from riskmap.cli.handover import hand_over
+    from riskmap.operations import manual_renderer, perform_act
     from riskmap.rules import find_rules_dir
-    from riskmap.store import apply_manual, ensure_not_held
+    from riskmap.store import held_by
+    from riskmap.store.requests import pending, summary_of
 
+    params.check()
+    con = console()
     store, settings = open_store(db, config)
     try:
-        ensure_not_held(store)
-        kwargs: dict[str, Any] = {}
-        if region is not None:
+        holder = held_by(store)
+        if holder is not None:  # the service decides on this store: it applies the act for us
+            if region is not None or rules is not None:
+                con.print("note: riskmap serve applies the act with its own region and rules "
+                          "(--region and --rules are for acts the CLI applies itself)")
+            rec = hand_over(store, params, holder, wait_s=0 if no_wait else wait_s, key=request_key,
+                            echo=lambda text: con.print(esc(text)), tz=settings.tz)
+            if rec is not None:
+                _show(rec.result, rendered=True, by_service=True)
+            return
+        waiting = pending(store)
+        reg = _region(region, config)
+        render = None
+        if reg is not None:
             rules_dir = find_rules_dir(rules, settings.paths.rules_dir or None, Path.cwd())
-            kwargs["render"] = manual_renderer(region, settings, rules_dir, drill)
+            render = manual_renderer(reg, settings, rules_dir, params.drill)
         # the act is recorded at its own time (--now, else the clock), so waits and audit times agree
-        out = apply_manual(store, acts, now, LifecyclePolicy.from_settings(settings.lifecycle), drill=drill,
-                           at=now, **kwargs)
-        rows = store.outbox(run_id=out.run_id) if out.decision is not None else []
+        applied, _codes = perform_act(store, params, t, settings, reg, render)
+        summary = summary_of(store, applied.run_id, already=applied.decision is None)
     finally:
         store.close()
+    _show(summary, rendered=reg is not None)
+    if waiting:
+        con.print(f"note: {len(waiting)} earlier request(s) wait for riskmap serve, which is not running: it "
+                  "applies them when it starts (or they expire) — riskmap status lists them")
+
+
+def _show(s: Any, rendered: bool, by_service: bool = False) -> None:
+    """Print what a manual act did (:func:`riskmap.store.requests.run_summary`), however it was applied."""
     con = console()
-    if out.decision is None:
-        con.print(f"already recorded (run {out.run_id[:12]}): nothing new")
+    rid = s["run_id"][:12]
+    if s["already"]:
+        con.print(f"already recorded (run {rid}): nothing new")
         return
-    changes = out.decision.changes
-    for c in changes[:SHOW_CHANGES]:
-        con.print(f"{c.kind:9s} {c.village_code} {c.hazard} {level_text(c.old_level)} → "
-                  f"{level_text(c.new_level)}  by {esc(c.operator)}")
-    if len(changes) > SHOW_CHANGES:
-        con.print(f"… and {len(changes) - SHOW_CHANGES} more (riskmap history CODE shows each village)")
-    if not changes:
+    for kind, code, hazard, old, new, operator in s["changes"]:
+        con.print(f"{kind:9s} {code} {hazard} {level_text(old)} → {level_text(new)}  by {esc(operator)}")
+    n = s["n_changes"]
+    if n > len(s["changes"]):
+        con.print(f"… and {n - len(s['changes'])} more (riskmap history CODE shows each village)")
+    if not n:
         con.print("no warning changed (nothing in force to lift, or already at that level)")
-    held = sum(1 for r in rows if r.status == "held")
-    con.print(f"{len(out.decision.changes)} change(s) in run {out.run_id[:12]}"
-              + (" (drill)" if drill else ""))
-    if region is None:
+    con.print(f"{n} change(s) in run {rid}" + (" (drill)" if s["drill"] else ""))
+    if not rendered:
         con.print("no --region (nor paths.region): no SMS or CAP queued for this act")
-    else:
-        con.print(f"SMS queued {len(rows) - held}, held for approval {held}"
-                  + (f" (riskmap approve {out.run_id[:12]} --by NAME)" if held else "")
-                  + f"; CAP {dict(out.counts).get('cap', 0)} (sent by riskmap serve, or with the next run)")
+        return
+    held = s["messages"]["held"]
+    cap = "files written by riskmap serve" if by_service else "sent by riskmap serve, or with the next run"
+    con.print(f"SMS queued {s['messages']['queued']}, held for approval {held}"
+              + (f" (riskmap approve {rid} --by NAME)" if held else "") + f"; CAP {s['cap']} ({cap})")
 
 
 @cli.command("issue")
@@ -256,10 +287,13 @@ def _apply(acts: list[Any], db: str, config: Path | None, now: datetime, region:
 @_act_options
 def issue_cmd(hazard: str, level: str, until: str | None, villages: tuple[str, ...],
               features: tuple[str, ...], region: Path | None, reason: str, by: str, rules: Path | None,
-              drill: bool, now: str | None, db: str, config: Path | None) -> None:
-    """Issue (or raise) a warning by hand, e.g. red for every village of an opened detention area."""
-    from riskmap.lifecycle import ManualIssue
-    from riskmap.operations import target_villages
+              drill: bool, now: str | None, db: str, config: Path | None, wait_s: float, no_wait: bool,
+              request_key: str) -> None:
+    """Issue (or raise) a warning by hand, e.g. red for every village of an opened detention area.
+
+    While riskmap serve holds the store, the act is handed to it (it applies it within seconds).
+    """
+    from riskmap.operations import ActParams
 
     lv = Level.from_name(level)
     if lv == 0:
@@ -268,12 +302,9 @@ def issue_cmd(hazard: str, level: str, until: str | None, villages: tuple[str, .
     valid = parse_time("--until", until)
     if valid is not None and valid <= t:
         raise InputError(f"--until {until}: must be after the act ({t.isoformat()})")
-    if not by.strip() or not reason.strip():
-        raise InputError("--by and --reason must not be empty")
-    reg = _region(region, config)
-    codes, label = target_villages(villages, features, reg)
-    _apply([ManualIssue(label, codes, hazard, int(lv), reason, by, valid_until=valid)], db, config, t, reg,
-           rules, drill)
+    params = ActParams("issue", villages, features, hazard, reason, by, level=int(lv), until=valid,
+                       drill=drill, now=parse_time("--now", now))
+    _act(params, t, region, rules, db, config, wait_s, no_wait, request_key)
 
 
 @cli.command("lift")
@@ -282,18 +313,16 @@ def issue_cmd(hazard: str, level: str, until: str | None, villages: tuple[str, .
 @_act_options
 def lift_cmd(hazard: str, villages: tuple[str, ...], features: tuple[str, ...], region: Path | None,
              reason: str, by: str, rules: Path | None, drill: bool, now: str | None, db: str,
-             config: Path | None) -> None:
-    """Lift (解除) warnings by hand."""
-    from riskmap.lifecycle import ManualLift
-    from riskmap.operations import target_villages
+             config: Path | None, wait_s: float, no_wait: bool, request_key: str) -> None:
+    """Lift (解除) warnings by hand.
 
-    if not by.strip() or not reason.strip():
-        raise InputError("--by and --reason must not be empty")
-    t = clock(now)
-    reg = _region(region, config)
-    codes, label = target_villages(villages, features, reg)
-    _apply([ManualLift(label, codes, reason, by, hazard="" if hazard == "all" else hazard)], db, config, t,
-           reg, rules, drill)
+    While riskmap serve holds the store, the act is handed to it (it applies it within seconds).
+    """
+    from riskmap.operations import ActParams
+
+    params = ActParams("lift", villages, features, "" if hazard == "all" else hazard, reason, by, drill=drill,
+                       now=parse_time("--now", now))
+    _act(params, clock(now), region, rules, db, config, wait_s, no_wait, request_key)
 
 
 @cli.command("silence")
