@@ -16,7 +16,9 @@ For time chunk ``j`` of the grid and village block ``i`` of the weights
   shared by every village block; none when the chunk is already laid out so (one time chunk of
   a forecast from :func:`~riskmap.forecast.open_forecast`).  A C-ordered chunk read from a file
   would otherwise be copied twice inside the kernel call (``np.ascontiguousarray`` then the
-  transposition), for every village block.
+  transposition), for every village block.  The copy costs about what the kernel does
+  (measured on ``bench_blocks.py``'s region, 3 M cells × 48 steps in chunks of 12: 0.2–0.5 s
+  of copies against 0.3–0.6 s of kernel, summed over the tasks).
 * ``agg[i, j]`` — :func:`riskmap.rainfall.aggregate` of block ``i`` on ``cells[j]``: one task
   per village block × time chunk, the pure core unchanged;
 * ``mean[i, j]``, ``max[i, j]`` — its arrays;
@@ -31,7 +33,10 @@ whole), not refused: a village's cells may lie anywhere on the grid, and a file 
 spatial tiles is common.  The cost is memory: each running task holds one time chunk of the
 whole grid and its ``(cells, k)`` copy, ``2 × ny × nx × k × itemsize`` (float32, a 5000 × 4000
 grid: 160 MB per time step of the chunk), times the scheduler's threads — pick ``k`` for it.
-The time chunks are the caller's.
+Measured with two threads (``benchmarks/bench_blocks.py``, peak over three chunk sizes):
+16–23 B per cell × step of the chunk in flight, the spread being how far dask reads ahead.
+The time chunks are the caller's.  The village blocks are copies of the weights' rows
+(``take``), so with more than one block the weights are held twice.
 
 Results
 -------
@@ -45,10 +50,13 @@ Schedulers
 ----------
 The threaded scheduler shares the weights; a ``dask.distributed`` cluster pickles them with
 the graph, once per village block — the CSR arrays, codes and the precomputed visiting
-order/row sums/float32 weights, about ``16 × nnz + 100 × villages`` bytes; weights memory-mapped
-from the cache (:func:`~riskmap.weights_cache.load_weights`) pickle their data, not the map.
-The kernel runs on all cores (numba) inside each task; under numba's ``workqueue`` threading
-layer, which must not be entered from two threads at once, tasks take turns at the kernel.
+order/row sums/float32 weights, ``16 × nnz + 100 × villages`` bytes (measured: 102 MB for
+200,000 villages touching 5.2 M cells; nationally about 0.4 GB); weights memory-mapped from the
+cache (:func:`~riskmap.weights_cache.load_weights`) pickle their data, not the map (tested:
+the cache file deleted before a cluster of processes computes).  The kernel runs on all cores
+(numba) inside each task, so two threads run up to four kernel threads on two cores (no
+measurable loss against ``NUMBA_NUM_THREADS=1``); under numba's ``workqueue`` threading layer,
+which must not be entered from two threads at once, tasks take turns at the kernel.
 
 Examples
 --------
