@@ -185,6 +185,23 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
         return None
 
 
+def _csr_view(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray,
+              shape: tuple[int, int]) -> sp.csr_array | None:
+    """A CSR matrix over the mapped arrays, without the copy scipy makes of views into a larger buffer.
+
+    The arrays were written by :func:`save_weights` from a canonical matrix (sorted, no
+    duplicates); their sizes are checked here, their values are covered by the keys.
+    """
+    if indptr.shape != (shape[0] + 1,) or len(indices) != len(data) or (len(indptr) and (
+            int(indptr[0]) != 0 or int(indptr[-1]) != len(data))):
+        return None
+    m = sp.csr_array(shape, dtype=data.dtype)          # empty, then the mapped arrays put in place
+    m.indptr, m.indices, m.data = indptr, indices, data
+    m.has_sorted_indices = True
+    m.has_canonical_format = True
+    return m
+
+
 def load_weights(cache_dir: str | os.PathLike[str], villages: Any, grid: GridDef,
                  *, layer_key: str | None = None) -> CoverageWeights | None:
     """The cached weights for this village layer on this grid, or None (missing or not matching).
@@ -202,7 +219,9 @@ def load_weights(cache_dir: str | os.PathLike[str], villages: Any, grid: GridDef
         if GridDef.from_dict(meta["grid"]) != grid:
             return None
         n = len(z["codes"])
-        matrix = sp.csr_array((z["data"], z["indices"], z["indptr"]), shape=(n, grid.ncells))
+        matrix = _csr_view(z["data"], z["indices"], z["indptr"], (n, grid.ncells))
+        if matrix is None:
+            return None
         w = CoverageWeights(matrix, grid, z["codes"], z["full"])
         if len(z["order"]) != n or len(z["rowsum"]) != n:
             return None

@@ -179,6 +179,28 @@ def test_cache_ignores_truncated_files_and_rebuilds(tmp_path):
     assert load_weights(tmp_path, v, g) is not None
 
 
+def test_cache_rejects_row_pointers_that_do_not_match_the_weights(tmp_path):
+    """The mapped CSR arrays are used in place (no scipy copy): their sizes are checked instead."""
+    import json
+
+    g = GridDef.from_dataarray(grid_da())
+    v = villages([shapely.box(1, 1, 4, 3), shapely.box(5, 1, 6, 2)])
+    w = cached_coverage_weights(tmp_path, v, g)
+    got = load_weights(tmp_path, v, g)
+    assert got is not None and not got.matrix.data.flags.writeable     # the mapped file, not a copy
+    assert (got.matrix != w.matrix).nnz == 0 and got.matrix.has_canonical_format
+    path = cache_path(tmp_path, g, village_layer_key(v))
+    raw = bytearray(path.read_bytes())
+    hlen = int(np.frombuffer(bytes(raw[8:16]), np.uint64)[0])
+    meta = json.loads(bytes(raw[16:16 + hlen]))
+    start = -(-(16 + hlen) // 64) * 64
+    dtype, _shape, off, nbytes = meta["arrays"]["indptr"]
+    last = start + off + nbytes - np.dtype(dtype).itemsize
+    raw[last:last + np.dtype(dtype).itemsize] = np.array([w.matrix.nnz - 1], dtype).tobytes()
+    path.write_bytes(bytes(raw))
+    assert load_weights(tmp_path, v, g) is None          # rebuilt by the next cached_coverage_weights
+
+
 def test_cache_concurrent_writers_and_readers_never_see_half_a_file(tmp_path):
     g = GridDef.from_dataarray(grid_da(nx=60, ny=50))
     rng = np.random.default_rng(3)
