@@ -190,7 +190,7 @@ def _sort_key(c: Change) -> tuple[str, str, int]:
 def decide(previous: Mapping[Key, WarningState], levels: pd.DataFrame | None, now: datetime,
            policy: LifecyclePolicy, *, silences: Iterable[Silence] = (),
            manual: Iterable[ManualIssue | ManualLift] = (),
-           last_run_at: datetime | None = None) -> Decision:
+           last_run_at: datetime | None = None, decided_at: datetime | None = None) -> Decision:
     """Apply one run's levels (and manual acts) to the previous warnings.
 
     Parameters
@@ -210,6 +210,9 @@ def decide(previous: Mapping[Key, WarningState], levels: pd.DataFrame | None, no
         Operator acts, applied after the automatic levels.
     last_run_at
         Time of the last applied run; an older ``now`` returns the previous state unchanged.
+    decided_at
+        When the decision is taken (the wall clock of the run's commit; default ``now``): a
+        silence set after ``now`` but before this covers the run (:meth:`Silence.covers`).
 
     Returns
     -------
@@ -230,7 +233,7 @@ def decide(previous: Mapping[Key, WarningState], levels: pd.DataFrame | None, no
             prev = previous.get(key)
             if prev is not None and now < as_utc(prev.last_run_at, "last_run_at"):
                 continue
-            silenced = any(s.covers(key[0], key[1], now) for s in sil)
+            silenced = any(s.covers(key[0], key[1], now, decided_at) for s in sil)
             st, ch, sup = _step(key, prev, rows.get(key, _ZERO), now, policy, silenced)
             if st is not None:
                 states[key] = st

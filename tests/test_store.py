@@ -521,3 +521,28 @@ def test_a_delivery_report_before_the_acceptance_is_not_overwritten(tmp_path) ->
     (row,) = store.outbox(run_id=rid)
     assert row.status == "delivered" and row.gateway_id == "gw-1"
     store.close()
+
+
+def test_a_silence_set_after_the_forecast_time_covers_the_cycle_applied_later(store):
+    """03:00 forecast, silence set at 03:10, the cycle applied at 03:40: the village stays silent.
+
+    A silence that ended before the forecast's time does not; nor does one set after the cycle.
+    """
+    from riskmap.store import apply_run
+
+    t0 = h(0)
+    store.add_silence(Silence(f"village:{V2}", (V2,), t0 + timedelta(hours=3), "已转移", "王工",
+                              t0 + timedelta(minutes=10)))
+    store.add_silence(Silence(f"village:{V1}", (V1,), t0 - timedelta(minutes=5), "昨夜", "李工",
+                              t0 - timedelta(hours=2)))
+    meta = RunMeta(now=t0, source="fc-0300.nc", forecast_hash="f0300")
+    done = apply_run(store, meta, levels((V1, 3), (V2, 3), at=t0), POLICY, at=t0 + timedelta(minutes=40))
+    assert [c.village_code for c in done.decision.changes] == [V1]
+    assert [c.village_code for c in done.decision.suppressed] == [V2]
+    # a silence set after the cycle was decided does not rewrite it; it covers the next one
+    late = Silence(f"village:{V1}", (V1,), t0 + timedelta(hours=3), "补充", "王工", t0 + timedelta(minutes=50))
+    store.add_silence(late)
+    assert store.current_warnings()[(V1, "rainstorm")].level == 3
+    nxt = apply_run(store, RunMeta(now=h(1), source="fc-0400.nc", forecast_hash="f0400"),
+                    levels((V1, 4), (V2, 4), at=h(1)), POLICY, at=h(1) + timedelta(minutes=40))
+    assert nxt.decision.changes == () and {c.village_code for c in nxt.decision.suppressed} == {V1, V2}

@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -72,15 +72,20 @@ def apply_run(store: Store, meta: RunMeta, levels: pd.DataFrame | None, policy: 
               render: Render = _no_messages, *, at: datetime | None = None) -> Applied:
     """Run one automatic cycle idempotently; a failure is recorded as a failed run and re-raised.
 
-    The silences in force at ``meta.now`` and the time of the last applied run come from the store.
+    The silences (in force for a run about ``meta.now`` decided at ``at``, the wall clock by
+    default: :meth:`riskmap.manual.Silence.covers`) and the time of the last applied run come
+    from the store.
     """
     rid = run_key(meta)
     if store.begin_run(rid, meta, at=at) is None:
         return Applied(rid, None)
     try:
         previous = store.current_warnings()
-        decision = decide(previous, levels, meta.now, policy, silences=store.silences(meta.now),
-                          last_run_at=store.last_run_at())
+        decided_at = at or datetime.now(UTC)     # silences set after the forecast's time still count
+        latest = max(meta.now, decided_at)
+        silences = [s for s in store.silences() if s.created_at <= latest and meta.now < s.until]
+        decision = decide(previous, levels, meta.now, policy, silences=silences,
+                          last_run_at=store.last_run_at(), decided_at=decided_at)
         if getattr(render, "repeats", False):
             outbox, caps = render(rid, decision, previous, now=meta.now, levels=levels,
                                   last_sent=store.last_sent(drill=meta.drill))
