@@ -325,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
           f"process (not timed, like imports): cold {cold['kernel_load_s']:.3f} s, "
           f"warm {warm['kernel_load_s']:.3f} s")
     print(f"machine load average when done: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs "
-          "(other processes slow the short warm timing most; compare the CPU ratios)")
+          "(other processes slow the short warm timing most; CPU seconds count every thread of the kernel)")
     print(f"ratios: warm {e / warm['seconds']:.0f}× wall, {ec / warm['cpu']:.0f}× CPU (target ≥ 500×); "
           f"cold {e / cold['seconds']:.2f}× wall, {ec / cold['cpu']:.2f}× CPU (target ≥ 1); "
           f"max |diff| {max(diffs.values()):.2e} mm (target ≤ 1e-3); "
