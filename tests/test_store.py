@@ -540,7 +540,8 @@ def test_a_silence_set_after_the_forecast_time_covers_the_cycle_applied_later(st
     assert [c.village_code for c in done.decision.changes] == [V1]
     assert [c.village_code for c in done.decision.suppressed] == [V2]
     # a silence set after the cycle was decided does not rewrite it; it covers the next one
-    late = Silence(f"village:{V1}", (V1,), t0 + timedelta(hours=3), "补充", "王工", t0 + timedelta(minutes=50))
+    late = Silence(f"village:{V1}", (V1,), t0 + timedelta(hours=3), "补充", "王工",
+                   t0 + timedelta(minutes=50))
     store.add_silence(late)
     assert store.current_warnings()[(V1, "rainstorm")].level == 3
     nxt = apply_run(store, RunMeta(now=h(1), source="fc-0400.nc", forecast_hash="f0400"),
