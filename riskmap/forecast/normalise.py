@@ -15,7 +15,9 @@ stored and the metadata it could find; :func:`finish` then applies, in order:
 6. checks: negative values, missing cells, plausibility of intensity;
 7. the float32 values laid out **time-fastest in memory** (a ``(y, x, time)`` buffer seen as
    ``(time, y, x)``, :func:`time_fastest_float32`), the layout in which the per-village
-   engine reads the forecast as ``(cells, time)`` without a copy.
+   engine reads the forecast as ``(cells, time)`` without a copy — in memory only: opened with
+   ``chunks=`` the same steps 1–6 run on a dask array (:func:`prepare`, :func:`orient`,
+   :func:`contract`; checks in :mod:`riskmap.forecast.lazy`) and the layout is left to the chunks.
 
 An instantaneous rate (no bounds) is taken to hold over the interval **ending** at its time.
 The reference time, when the file has none and no option gives it, is the start of the first
@@ -25,6 +27,7 @@ interval.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -44,8 +47,9 @@ class RawField:
 
     Attributes
     ----------
-    values : numpy.ndarray
-        ``(time, y, x)`` values in the file's units, NaN where missing.
+    values : numpy.ndarray or dask.array.Array
+        ``(time, y, x)`` values in the file's units, NaN where missing (a dask array when opened
+        with ``chunks=``).
     x, y : numpy.ndarray
         1-D cell-centre coordinates in the order of ``values``.
     times : numpy.ndarray
@@ -66,7 +70,7 @@ class RawField:
         Forecast reference time (UTC) when the file says.
     """
 
-    values: np.ndarray
+    values: Any
     x: np.ndarray
     y: np.ndarray
     times: np.ndarray
@@ -102,8 +106,8 @@ def _intervals(raw: RawField, opts: ForecastOptions, ref: np.datetime64 | None, 
     raise ForecastError(f"{raw.where}: {what}: pass interval= (e.g. interval='1h')")
 
 
-def _deaccumulate(raw: RawField, mm: np.ndarray, start: np.datetime64,
-                  kind: str, factor: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _deaccumulate(raw: RawField, mm: Any, start: np.datetime64,
+                  kind: str, factor: float) -> tuple[Any, np.ndarray, np.ndarray]:
     t = raw.times
     since = t - start
     if (since < np.timedelta64(0, "ns")).any():
@@ -115,13 +119,27 @@ def _deaccumulate(raw: RawField, mm: np.ndarray, start: np.datetime64,
         mm, t = mm[keep], t[keep]
     if t.size == 0:
         raise ForecastError(f"{raw.where}: no time steps after the accumulation start")
-    prev = np.concatenate([np.zeros((1,) + mm.shape[1:]), mm[:-1]])
-    out = mm - prev
+    out = mm - _previous(mm)
     iv = np.diff(np.concatenate([[start], t])).astype("timedelta64[ns]")
     return out, t, iv
 
 
-def _orient(raw: RawField, data: np.ndarray, crs: CRS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _previous(mm: Any) -> Any:
+    """Each step's predecessor (zeros before the first), for ``mm - previous``.
+
+    A dask array gets a dask array chunked as ``mm``: step ``i`` of a chunk reads the last step
+    of the chunk before it, so the difference is the same across chunk boundaries.
+    """
+    if isinstance(mm, np.ndarray):
+        return np.concatenate([np.zeros((1,) + mm.shape[1:]), mm[:-1]])
+    import dask.array as dsa
+
+    zero = dsa.zeros((1,) + mm.shape[1:], chunks=((1,),) + mm.chunks[1:], dtype=mm.dtype)
+    return dsa.concatenate([zero, mm[:-1]], axis=0).rechunk(mm.chunks)
+
+
+def orient(raw: RawField, data: Any, crs: CRS) -> tuple[Any, np.ndarray, np.ndarray]:
+    """x ascending (longitudes 0–360 rolled to −180…180), y descending; numpy or dask ``data``."""
     x = np.asarray(raw.x, dtype="float64")
     y = np.asarray(raw.y, dtype="float64")
     if crs.is_geographic and (x > 180).any():
@@ -189,8 +207,24 @@ def iso_utc(t: np.datetime64) -> str:
     return pd.Timestamp(t).tz_localize("UTC").isoformat()
 
 
-def finish(raw: RawField, opts: ForecastOptions) -> xr.DataArray:
-    """Apply units, de-accumulation, intervals, orientation and checks; build the contract DataArray."""
+@dataclass
+class Prepared:
+    """A field after units, de-accumulation and intervals, before the value checks and orientation."""
+
+    mm: Any
+    times: np.ndarray
+    intervals: np.ndarray
+    ref: np.datetime64
+    crs: CRS
+    accumulated: bool
+
+
+def prepare(raw: RawField, opts: ForecastOptions) -> Prepared:
+    """Steps 1–4 of the module doc: times, units, de-accumulation, intervals (no value read yet).
+
+    ``raw.values`` may be a numpy or a dask array; the same operations apply to both, so the
+    lazy path (:mod:`riskmap.forecast.lazy`) gives the same float64 numbers.
+    """
     where = raw.where
     if raw.values.ndim != 3 or raw.values.shape[1:] != (raw.y.size, raw.x.size):
         raise ForecastError(f"{where}: values of shape {raw.values.shape} do not match the grid")
@@ -211,7 +245,8 @@ def finish(raw: RawField, opts: ForecastOptions) -> xr.DataArray:
     kind, factor = parse_units(opts.units or raw.units, where)
     ref = opts.reference_time if opts.reference_time is not None else raw.reference_time
     accumulated = opts.accumulated if opts.accumulated is not None else bool(raw.accumulated)
-    values = np.asarray(raw.values, dtype="float64")
+    values = (np.asarray(raw.values, dtype="float64") if isinstance(raw.values, np.ndarray)
+              else raw.values.astype("float64"))
     if accumulated:
         if raw.starts is not None:
             if (raw.starts != raw.starts[0]).any():
@@ -235,21 +270,35 @@ def finish(raw: RawField, opts: ForecastOptions) -> xr.DataArray:
             mm = values * factor if factor != 1.0 else values
     if ref is None:
         ref = times[0] - intervals[0]
-    mm = validate.check_negative(mm, times, where, opts.negative_tolerance_mm, deaccumulated=accumulated)
-    validate.check_intensity(mm, times, intervals, where, opts.max_intensity_mm_h)
-    mm, x, y = _orient(raw, mm, crs)
-    validate.check_missing(mm, where)
+    return Prepared(mm, times, intervals, ref, crs, accumulated)
+
+
+def contract(values: Any, raw: RawField, p: Prepared, x: np.ndarray, y: np.ndarray) -> xr.DataArray:
+    """The forecast contract's DataArray around float32 ``(time, y, x)`` values (numpy or dask)."""
+    where = raw.where
     da = xr.DataArray(
-        time_fastest_float32(mm),
+        values,
         dims=("time", "y", "x"),
-        coords={"time": times, "interval": ("time", intervals.astype("timedelta64[ns]")), "y": y, "x": x},
+        coords={"time": p.times, "interval": ("time", p.intervals.astype("timedelta64[ns]")), "y": y, "x": x},
         name="precipitation",
         attrs={
             "units": "mm",
             "long_name": "precipitation amount per interval (time = interval end, UTC)",
-            "reference_time": iso_utc(ref),
+            "reference_time": iso_utc(p.ref),
             "source": raw.source,
             "variable": where.split("variable ", 1)[-1].strip("'") if "variable " in where else "",
         },
     )
-    return da.rio.write_crs(crs).rio.set_spatial_dims(x_dim="x", y_dim="y")
+    return da.rio.write_crs(p.crs).rio.set_spatial_dims(x_dim="x", y_dim="y")
+
+
+def finish(raw: RawField, opts: ForecastOptions) -> xr.DataArray:
+    """Apply units, de-accumulation, intervals, orientation and checks; build the contract DataArray."""
+    p = prepare(raw, opts)
+    where = raw.where
+    mm = validate.check_negative(p.mm, p.times, where, opts.negative_tolerance_mm,
+                                 deaccumulated=p.accumulated)
+    validate.check_intensity(mm, p.times, p.intervals, where, opts.max_intensity_mm_h)
+    mm, x, y = orient(raw, mm, p.crs)
+    validate.check_missing(mm, where)
+    return contract(time_fastest_float32(mm), raw, p, x, y)

@@ -54,6 +54,27 @@ def check_times(times: np.ndarray, where: str) -> None:
             )
 
 
+def negative_verdict(n: int, low: float, at: np.datetime64, where: str, tolerance: float,
+                     deaccumulated: bool = False) -> bool:
+    """Judge ``n`` negative amounts down to ``low`` (first at time ``at``): refuse, or warn and clip.
+
+    The one place of the message, for the in-memory check (:func:`check_negative`) and the lazy
+    one (:mod:`riskmap.forecast.lazy`).  Returns True when the negatives are to be clipped to 0.
+    """
+    if n == 0:
+        return False
+    if low < -tolerance:
+        hint = (" after de-accumulation: the series is not accumulated since one start on fixed cells "
+                "(pass accumulated=false if it holds amounts per interval)") if deaccumulated else ""
+        raise ForecastError(
+            f"{where}: {n} negative values, down to {low:.3g} mm at {_fmt(at)}{hint}"
+        )
+    warn(
+        f"{where}: {n} slightly negative values (down to {low:.2g} mm, float noise) clipped to 0",
+    )
+    return True
+
+
 def check_negative(amounts: np.ndarray, times: np.ndarray, where: str, tolerance: float,
                    deaccumulated: bool = False) -> np.ndarray:
     """Refuse substantially negative amounts; clip float noise (>= -tolerance) to 0 with a warning.
@@ -71,53 +92,69 @@ def check_negative(amounts: np.ndarray, times: np.ndarray, where: str, tolerance
     if n == 0:
         return amounts
     low = float(np.nanmin(amounts))
-    if low < -tolerance:
-        k = int(np.unravel_index(np.nanargmin(amounts), amounts.shape)[0])
-        hint = (" after de-accumulation: the series is not accumulated since one start on fixed cells "
-                "(pass accumulated=false if it holds amounts per interval)") if deaccumulated else ""
-        raise ForecastError(
-            f"{where}: {n} negative values, down to {low:.3g} mm at {_fmt(times[k])}{hint}"
-        )
-    warn(
-        f"{where}: {n} slightly negative values (down to {low:.2g} mm, float noise) clipped to 0",
-    )
+    k = int(np.unravel_index(np.nanargmin(amounts), amounts.shape)[0])
+    negative_verdict(n, low, times[k], where, tolerance, deaccumulated)
     out = np.array(amounts, copy=True) if not amounts.flags.writeable else amounts
     out[neg] = 0.0
     return out
+
+
+def missing_verdict(n: int, cells: int, where: str) -> None:
+    """Warn that ``n`` of ``cells`` grid cells are NaN in some step (nothing when ``n`` is 0)."""
+    if n:
+        warn(
+            f"{where}: {n} of {cells} grid cells have no data (NaN or fill value) "
+            "in at least one time step",
+        )
 
 
 def check_missing(amounts: np.ndarray, where: str) -> int:
     """Warn when cells are NaN (missing or fill value) in some step; return how many cells."""
     bad = np.isnan(amounts).any(axis=0)
     n = int(np.count_nonzero(bad))
-    if n:
-        warn(
-            f"{where}: {n} of {bad.size} grid cells have no data (NaN or fill value) "
-            "in at least one time step",
-        )
+    missing_verdict(n, bad.size, where)
     return n
+
+
+def intensity_verdict(over: np.ndarray, step_max: np.ndarray, times: np.ndarray, intervals: np.ndarray,
+                      where: str, limit_mm_h: float) -> None:
+    """Refuse when any step has values above the limit, from per-step reductions.
+
+    ``over[i]``: how many values of step ``i`` exceed ``limit_mm_h`` × its hours; ``step_max[i]``:
+    its largest value (NaN when the step is all NaN).  The message names the worst intensity and
+    the first step that has it.
+    """
+    n = int(np.sum(over))
+    if not n:
+        return
+    hours = intervals.astype("timedelta64[ns]").astype("float64") / 3.6e12
+    worst, k = -np.inf, 0
+    for i in range(step_max.shape[0]):
+        if np.isnan(step_max[i]):
+            continue
+        top = float(step_max[i]) / hours[i]
+        if top > worst:
+            worst, k = top, i
+    raise ForecastError(
+        f"{where}: {n} values exceed the plausibility limit of {limit_mm_h:g} mm/h (up to "
+        f"{worst:.1f} mm/h at {_fmt(times[k])}); wrong units? "
+        "Pass max_intensity_mm_h= to accept them"
+    )
 
 
 def check_intensity(amounts: np.ndarray, times: np.ndarray, intervals: np.ndarray, where: str,
                     limit_mm_h: float) -> None:
     """Refuse intensities (amount / interval length) above ``limit_mm_h`` — usually wrong units."""
     hours = intervals.astype("timedelta64[ns]").astype("float64") / 3.6e12
-    n, worst, k = 0, -np.inf, 0
-    for i in range(amounts.shape[0]):  # step by step: no full-size temporary
+    nt = amounts.shape[0]
+    over, step_max = np.zeros(nt, dtype=np.int64), np.full(nt, np.nan)
+    for i in range(nt):  # step by step: no full-size temporary
         step = amounts[i]
         with np.errstate(invalid="ignore"):
-            n += int(np.count_nonzero(step > limit_mm_h * hours[i]))
-        if np.isnan(step).all():
-            continue
-        top = float(np.nanmax(step)) / hours[i]
-        if top > worst:
-            worst, k = top, i
-    if n:
-        raise ForecastError(
-            f"{where}: {n} values exceed the plausibility limit of {limit_mm_h:g} mm/h (up to "
-            f"{worst:.1f} mm/h at {_fmt(times[k])}); wrong units? "
-            "Pass max_intensity_mm_h= to accept them"
-        )
+            over[i] = np.count_nonzero(step > limit_mm_h * hours[i])
+        if not np.isnan(step).all():
+            step_max[i] = float(np.nanmax(step))
+    intensity_verdict(over, step_max, times, intervals, where, limit_mm_h)
 
 
 @dataclass(frozen=True)
