@@ -189,8 +189,34 @@ def _bounds(ds: xr.Dataset, tcoord: xr.DataArray, where: str) -> np.ndarray | No
     return vals
 
 
-def dataset_to_raw(ds: xr.Dataset, opts: ForecastOptions, name: str) -> RawField:
-    """Read the precipitation of one (loaded or lazy) CF dataset."""
+def chunk_spec(chunks: Any, dims: dict[str, str], where: str) -> Any:
+    """``chunks=`` of :func:`open_forecast` for the variable's own dimensions.
+
+    A dict may name the contract's ``time``/``y``/``x`` or the file's dimensions (``lat``, ``lon``);
+    ``"auto"``, an int or -1 apply to every dimension, as in xarray.
+
+    >>> chunk_spec({"time": 6, "y": -1}, {"time": "valid", "y": "lat", "x": "lon"}, "f")
+    {'valid': 6, 'lat': -1}
+    """
+    if not isinstance(chunks, dict):
+        return chunks
+    by_file = {v: v for v in dims.values()}
+    out = {}
+    for key, size in chunks.items():
+        dim = dims.get(key) or by_file.get(key)
+        if dim is None:
+            raise ForecastError(f"{where}: chunks= names dimension {key!r}, which it does not have "
+                                f"(use time, y, x or {', '.join(dims.values())})")
+        out[dim] = size
+    return out
+
+
+def dataset_to_raw(ds: xr.Dataset, opts: ForecastOptions, name: str, chunks: Any = None) -> RawField:
+    """Read the precipitation of one (loaded or lazy) CF dataset.
+
+    With ``chunks`` (not None) nothing is read: the values are a dask array of float64 in those
+    chunks (:func:`chunk_spec`), read when computed.
+    """
     vname = select_variable(ds, opts, name)
     where = f"{name}: variable {vname!r}"
     var = ds[vname]
@@ -241,6 +267,7 @@ def dataset_to_raw(ds: xr.Dataset, opts: ForecastOptions, name: str) -> RawField
                     if times.size > 1 and (starts == starts[0]).all():
                         accumulated = True
         var = var.transpose(td, yd, xd)
+        tdim = str(td)
     else:
         tc = [c for c in var.coords.values() if c.ndim == 0 and np.issubdtype(c.dtype, np.datetime64)
               and str(c.name) not in ("forecast_reference_time", "reference_time")]
@@ -253,15 +280,25 @@ def dataset_to_raw(ds: xr.Dataset, opts: ForecastOptions, name: str) -> RawField
             raise ForecastError(f"{where}: no time steps (no time dimension or time coordinate)")
         times = np.array([tc[0].values]).astype("datetime64[ns]")
         var = var.transpose(yd, xd).expand_dims("time")
+        tdim = "time"
     if xd not in var.coords or yd not in var.coords:
         missing = xd if xd not in var.coords else yd
         raise ForecastError(f"{where}: dimension {missing!r} has no coordinate values")
     x, y = var.coords[xd], var.coords[yd]
     crs = _crs(ds, ds[vname], x, y, name)
-    try:
-        values = np.array(var.values, dtype="float64")  # a copy: later steps work in place
-    except (OSError, RuntimeError, ValueError) as exc:
-        raise ForecastError(f"{where}: cannot read the values (truncated or damaged file?): {exc}") from None
+    values: Any
+    if chunks is not None:   # lazy: nothing read here
+        spec = chunk_spec(chunks, {"time": tdim, "y": str(yd), "x": str(xd)}, where)
+        try:
+            values = var.chunk(spec).data.astype("float64")
+        except (ValueError, TypeError, NotImplementedError) as exc:
+            raise ForecastError(f"{where}: chunks={chunks!r} cannot be used: {exc}") from None
+    else:
+        try:
+            values = np.array(var.values, dtype="float64")  # a copy: later steps work in place
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise ForecastError(
+                f"{where}: cannot read the values (truncated or damaged file?): {exc}") from None
     return RawField(
         values=values, x=np.asarray(x.values, dtype="float64"), y=np.asarray(y.values, dtype="float64"),
         times=times, units=var.attrs.get("units"), crs=crs, where=where, source=name, starts=starts,
@@ -306,8 +343,11 @@ def concat_raws(raws: Sequence[RawField]) -> RawField:
     if all(r.starts is not None for r in rs):
         starts = np.concatenate([r.starts for r in rs if r.starts is not None])[by_time]
     summed = all("time: sum" in r.notes for r in rs)
+    values = np.concatenate([r.values for r in rs])  # dask's concatenate for dask arrays
+    if not (by_time == np.arange(by_time.size)).all():
+        values = values[by_time]
     return RawField(
-        values=np.concatenate([r.values for r in rs])[by_time], x=first.x, y=first.y,
+        values=values, x=first.x, y=first.y,
         times=times[by_time], units=first.units, crs=first.crs,
         where=f"{', '.join(r.source for r in rs)}: variable {first.where.split('variable ', 1)[-1]}",
         source=", ".join(r.source for r in rs), starts=starts,

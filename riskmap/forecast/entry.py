@@ -64,18 +64,32 @@ def _is_wrf(ds: xr.Dataset) -> bool:
         "XLAT" in ds.variables or "XLAT_M" in ds.variables)
 
 
-def _read_dataset(ds: xr.Dataset, opts: ForecastOptions, name: str) -> RawField:
+LAZY_FORMATS = ("netcdf", "zarr")
+"""Formats :func:`open_forecast` reads lazily with ``chunks=`` (CF NetCDF, one or many files; Zarr)."""
+
+
+def _no_chunks(name: str, fmt: str) -> ForecastError:
+    return ForecastError(
+        f"{name}: chunks= is not supported for {fmt} input (only CF NetCDF and Zarr are read lazily); "
+        f"open it without chunks= and call .chunk(time=k) on the result if it fits in memory")
+
+
+def _read_dataset(ds: xr.Dataset, opts: ForecastOptions, name: str, chunks: Any = None) -> RawField:
     if opts.format == "wrf" or _is_wrf(ds):
+        if chunks is not None:
+            raise _no_chunks(name, "WRF")
         from riskmap.forecast import wrf
 
         return wrf.wrf_to_raw(ds, opts, name)
-    return cf.dataset_to_raw(ds, opts, name)
+    return cf.dataset_to_raw(ds, opts, name, chunks)
 
 
-def _read_path(path: Path, opts: ForecastOptions) -> RawField:
+def _read_path(path: Path, opts: ForecastOptions, chunks: Any = None) -> RawField:
     fmt = opts.format if opts.format in ("grib", "geotiff", "zarr") else sniff(path)
     if opts.format == "wrf" and fmt != "netcdf":
         raise ForecastError(f"{path}: format=wrf, but the file is {fmt}")
+    if chunks is not None and fmt not in LAZY_FORMATS:
+        raise _no_chunks(path.name, {"grib": "GRIB", "geotiff": "GeoTIFF"}.get(fmt, fmt))
     if fmt == "grib":
         from riskmap.forecast import grib
 
@@ -86,31 +100,35 @@ def _read_path(path: Path, opts: ForecastOptions) -> RawField:
         return geotiff.read_geotiff(path, opts)
     ds = cf.open_path(path, zarr=(fmt == "zarr"))
     try:
-        return _read_dataset(ds, opts, path.name)
-    finally:
+        raw = _read_dataset(ds, opts, path.name, chunks)
+    except BaseException:
         ds.close()
+        raise
+    if chunks is None:   # read: close now; lazy: xarray's file manager reopens it when computed
+        ds.close()
+    return raw
 
 
-def read_raw(source: Source, opts: ForecastOptions) -> RawField:
-    """Read any accepted source into a :class:`RawField` (no conversion yet)."""
+def read_raw(source: Source, opts: ForecastOptions, chunks: Any = None) -> RawField:
+    """Read any accepted source into a :class:`RawField` (no conversion yet; lazy with ``chunks``)."""
     if isinstance(source, xr.DataArray):
         name = str(source.attrs.get("source") or source.name or "<DataArray>")
         ds = source.to_dataset(name=str(source.name or "precipitation"))
-        return _read_dataset(ds, opts, name)
+        return _read_dataset(ds, opts, name, chunks)
     if isinstance(source, xr.Dataset):
-        return _read_dataset(source, opts, str(source.attrs.get("source") or "<Dataset>"))
+        return _read_dataset(source, opts, str(source.attrs.get("source") or "<Dataset>"), chunks)
     if isinstance(source, str | os.PathLike):
-        return _read_path(Path(source), opts)
+        return _read_path(Path(source), opts, chunks)
     if isinstance(source, Sequence):
         paths = [Path(p) for p in source]
         if not paths:
             raise ForecastError("an empty list of forecast files")
-        raws = [_read_path(p, opts) for p in paths]
+        raws = [_read_path(p, opts, chunks) for p in paths]
         return raws[0] if len(raws) == 1 else cf.concat_raws(raws)
     raise ForecastError(f"cannot read a forecast from a {type(source).__name__}")
 
 
-def open_forecast(source: Source, **options: Any) -> xr.DataArray:
+def open_forecast(source: Source, *, chunks: Any = None, **options: Any) -> xr.DataArray:
     """Read a forecast (or gridded observation) and normalise it to the forecast contract.
 
     Parameters
@@ -118,6 +136,15 @@ def open_forecast(source: Source, **options: Any) -> xr.DataArray:
     source : path, list of paths, xarray.Dataset or xarray.DataArray
         CF NetCDF (one file, or several joined along time), Zarr, GRIB 1/2, GeoTIFF (one band per
         time) or WRF output; or an open xarray object in CF form.
+    chunks : dict, int or "auto", optional
+        Open lazily (needs ``riskmap[dask]``): the result is dask-backed in these chunks, as in
+        xarray — ``{"time": 6}`` (dimensions named ``time``/``y``/``x`` or as in the file; one
+        not named stays whole), ``"auto"``, or an int for every dimension.  The same contract,
+        the same numbers bit for bit and the same checks, which read the data once now in a
+        bounded-memory pass (:mod:`riskmap.forecast.lazy` says why, and what it costs); the values
+        are read again when computed, chunk by chunk.  Not time-fastest in memory (the Dask path of
+        ``village_rainfall`` lays out each time chunk itself).  CF NetCDF (one or many files),
+        Zarr and open xarray objects only: GRIB, GeoTIFF and WRF are refused with ``chunks=``.
     **options
         See :class:`riskmap.forecast.options.ForecastOptions`: ``variable``, ``units``, ``crs``,
         ``interval``, ``accumulated``, ``reference_time``, ``max_intensity_mm_h`` (default 300),
@@ -157,7 +184,21 @@ def open_forecast(source: Source, **options: Any) -> xr.DataArray:
     (('time', 'y', 'x'), 'float32', 2.0, 4326, [30.1, 30.0])
     >>> da.attrs["reference_time"], str(da["interval"].values[1].astype("timedelta64[h]"))
     ('2024-07-15T00:00:00+00:00', '1 hours')
+
+    Lazily, one step per chunk (skipped without dask):
+
+    >>> import pytest; _ = pytest.importorskip("dask.array")
+    >>> lazy = open_forecast(ds, interval="1h", chunks={"time": 1})
+    >>> lazy.chunks[0], bool((lazy.values == da.values).all())
+    ((1, 1), True)
     """
     opts = ForecastOptions.parse(options)
-    raw = read_raw(source, opts)
-    return finish(raw, opts)
+    if chunks is None:
+        return finish(read_raw(source, opts), opts)
+    try:
+        import dask.array  # noqa: F401
+    except ImportError:
+        raise ForecastError("open_forecast(chunks=...) needs dask: pip install 'riskmap[dask]'") from None
+    from riskmap.forecast.lazy import finish_lazy
+
+    return finish_lazy(read_raw(source, opts, chunks), opts)
