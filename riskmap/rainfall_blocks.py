@@ -1,9 +1,11 @@
 """Per-village rainfall in blocks of villages and time, on Dask.
 
 :func:`riskmap.rainfall.village_rainfall` comes here when its ``grid`` is dask-backed
-(``open_forecast(...).chunk(time=6)``, ``xr.open_dataset(path, chunks={"time": 6})``,
-``xr.open_zarr(...)``).  Nothing is computed: the result's ``mean``/``max`` are dask arrays
-chunked ``(village block, time chunk)`` and ``covered_fraction`` one chunked ``(village block,)``.
+(``open_forecast(path, chunks={"time": 6})`` — checked and normalised lazily, see
+:mod:`riskmap.forecast.lazy` —, ``open_forecast(...).chunk(time=6)``, or a file already in the
+forecast contract opened with ``xr.open_dataset(path, chunks=...)`` / ``xr.open_zarr(...)``).
+Nothing is computed: the result's ``mean``/``max`` are dask arrays chunked ``(village block,
+time chunk)`` and ``covered_fraction`` one chunked ``(village block,)``.
 Dask is an optional dependency (``pip install 'riskmap[dask]'``), imported only on this path.
 
 The graph
@@ -14,7 +16,8 @@ For time chunk ``j`` of the grid and village block ``i`` of the weights
 * ``cells[j]`` — the chunk as ``(cells, k)``, each cell's ``k`` values contiguous: the layout
   the kernel reads in place (:mod:`riskmap._kernels`).  One copy per time chunk, made once and
   shared by every village block; none when the chunk is already laid out so (one time chunk of
-  a forecast from :func:`~riskmap.forecast.open_forecast`).  A C-ordered chunk read from a file
+  a forecast from :func:`~riskmap.forecast.open_forecast` in memory; one opened with
+  ``chunks=`` is not, by design: this copy is where it gets its layout).  A C-ordered chunk read from a file
   would otherwise be copied twice inside the kernel call (``np.ascontiguousarray`` then the
   transposition), for every village block.  The copy costs about what the kernel does
   (measured on ``bench_blocks.py``'s region, 3 M cells × 48 steps in chunks of 12: 0.2–0.5 s
