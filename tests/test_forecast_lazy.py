@@ -19,7 +19,7 @@ from test_forecast_cf import T0, H, demo_like, hours, write
 from test_forecast_formats import geotiff, wrf_dataset
 from test_rainfall import villages
 
-from riskmap.errors import DataWarning, ForecastError
+from riskmap.errors import CoverageWarning, DataWarning, ForecastError
 from riskmap.forecast import open_forecast
 from riskmap.rainfall import village_rainfall
 
@@ -288,3 +288,28 @@ def test_village_rainfall_on_a_lazily_opened_file_equals_the_eager_result(tmp_pa
     lazy = village_rainfall(v, open_forecast(path, chunks={"time": 3}))
     assert lazy["mean"].chunks == ((3,), (3, 3, 1))
     xr.testing.assert_identical(lazy.compute(), eager)          # no NaN: bit for bit
+
+
+def test_check_coverage_of_a_lazy_grid_computes_only_the_nan_map(tmp_path):
+    from riskmap.forecast import check_coverage
+
+    vals = np.ones((6, 3, 4))
+    vals[0, 0, :2] = -999.0          # two cells NaN at one step, over the first village
+    path = tmp_path / "f.nc"
+    demo_like(vals, ends=hours(*range(1, 7))).to_netcdf(path, encoding={"precip": {"_FillValue": -999.0}})
+    v = villages([shapely.box(99.99, 30.19, 100.01, 30.21), shapely.box(100.15, 30.0, 100.25, 30.1),
+                  shapely.box(100.25, 29.0, 100.5, 29.5)], crs="EPSG:4326")
+    with warnings.catch_warnings(record=True) as seen_eager:
+        warnings.simplefilter("always")
+        eager = check_coverage(open_forecast(str(path)), v)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        lazy_fc = open_forecast(str(path), chunks={"time": 2})
+    sizes = TaskSizes()
+    with warnings.catch_warnings(record=True) as seen_lazy, sizes.callback:
+        warnings.simplefilter("always")
+        lazy = check_coverage(lazy_fc, v)
+    assert lazy == eager and eager.outside and eager.no_data and eager.missing_cells == 2
+    coverage = [str(w.message) for w in seen_eager if issubclass(w.category, CoverageWarning)]
+    assert [str(w.message) for w in seen_lazy] == coverage and len(coverage) == 3
+    assert max(sizes.sizes) <= 2 * 3 * 4 * 4          # one time chunk of float32, never the 6 steps

@@ -193,6 +193,14 @@ def _edges(c: np.ndarray) -> tuple[float, float]:
     return float(c.min()) - step / 2, float(c.max()) + step / 2
 
 
+def _nan_cells(da: Any) -> np.ndarray:
+    """``(y, x)``: cells NaN at some time step — only this map is computed for a dask-backed grid."""
+    isnull = da.isnull()
+    if isnull.ndim == 3:
+        isnull = isnull.any(dim=da.dims[0])
+    return np.asarray(isnull.values)
+
+
 def check_coverage(da: Any, villages: Any, *, where: str | None = None, id_column: str = "code",
                    strict: bool = False) -> CoverageReport:
     """Report villages the forecast grid does not cover, and missing cells over them.
@@ -202,6 +210,8 @@ def check_coverage(da: Any, villages: Any, *, where: str | None = None, id_colum
     ``(minx, miny, maxx, maxy)`` tuple in the grid's CRS.  A village counts as covered when its
     bounding box lies within the grid's outer cell edges.  Warns with :class:`CoverageWarning` naming
     how many villages and which codes; with ``strict=True`` raises :class:`ForecastError` instead.
+    Of a dask-backed grid (``open_forecast(..., chunks=)``) only the ``(y, x)`` map of cells NaN at
+    some step is computed, chunk by chunk.
 
     Examples
     --------
@@ -227,6 +237,7 @@ def check_coverage(da: Any, villages: Any, *, where: str | None = None, id_colum
     outside: list[str] = []
     no_data: list[str] = []
     ids: list[str] = []
+    nan_any = _nan_cells(da)
     if isinstance(villages, tuple | list) and len(villages) == 4:
         bx0, by0, bx1, by1 = (float(v) for v in villages)
         if bx0 < x0 or by0 < y0 or bx1 > x1 or by1 > y1:
@@ -239,8 +250,6 @@ def check_coverage(da: Any, villages: Any, *, where: str | None = None, id_colum
         out_mask = (b[:, 0] < x0) | (b[:, 1] < y0) | (b[:, 2] > x1) | (b[:, 3] > y1)
         outside = [c for c, o in zip(ids, out_mask, strict=True) if o]
         bx0, by0, bx1, by1 = (float(v) for v in gdf.total_bounds)
-        values = np.asarray(da.values)
-        nan_any = np.isnan(values).any(axis=0) if values.ndim == 3 else np.isnan(values)
         if nan_any.any():
             for code, (vx0, vy0, vx1, vy1) in zip(ids, b, strict=True):
                 ix = (x >= vx0 - (x1 - x0) / max(x.size, 1) / 2) & (x <= vx1 + (x1 - x0) / max(x.size, 1) / 2)
@@ -250,10 +259,7 @@ def check_coverage(da: Any, villages: Any, *, where: str | None = None, id_colum
                     no_data.append(code)
     ix = (x >= bx0) & (x <= bx1)
     iy = (y >= by0) & (y <= by1)
-    values = np.asarray(da.values)
-    sub = values[:, iy][:, :, ix] if values.ndim == 3 else values[iy][:, ix]
-    nan_sub = np.isnan(sub)
-    missing = int(np.count_nonzero(nan_sub.any(axis=0) if values.ndim == 3 else nan_sub))
+    missing = int(np.count_nonzero(nan_any[iy][:, ix]))
     report = CoverageReport(tuple(outside), tuple(no_data), missing)
     problems = []
     n_all = f" of {len(ids)}" if ids else ""
