@@ -114,6 +114,11 @@ def test_finished_rows_leave_with_their_receipts_and_what_is_still_needed_stays(
     size = path.stat().st_size
     assert archive_outbox(store, tmp_path / "archive", CUTOFF, LATER) == arch.Archived()
     assert path.stat().st_size == size and count(store, t.archive_batches) == 1
+    from riskmap.service.status import format_text, gather
+
+    st = gather(store)
+    assert st["archive"] == {"batches": 1, "messages": 4, "receipts": 2, "last_at": LATER.isoformat()}
+    assert "archived (OUT/archive): 4 messages with 2 receipts in 1 batch(es)" in format_text(st)
 
 
 def test_escalations_and_acknowledgements_keep_what_they_still_need(store, tmp_path):

@@ -70,6 +70,11 @@ def gather(store: Any, heartbeat_file: Any = None) -> dict[str, Any]:
         delivered, acked = with_receipt("delivered"), with_receipt(ACK)
         urgent = int(conn.execute(select(func.count()).where(
             and_(t.outbox.c.status.in_(("sent", "delivered")), t.outbox.c.level >= 3))).scalar() or 0)
+        a = t.archive_batches.c
+        batches, messages, receipts, last_at = conn.execute(
+            select(func.count(), func.sum(a.messages), func.sum(a.receipts), func.max(a.at))).one()
+    out["archive"] = {"batches": int(batches or 0), "messages": int(messages or 0),
+                      "receipts": int(receipts or 0), "last_at": _iso(last_at)}
     out["outbox"] = {"queued": int(by_status.get("queued", 0)), "leased": int(by_status.get("leased", 0)),
                      "retrying": retrying, "held": int(by_status.get("held", 0)), "failed": int(failed_final),
                      "sent": sent, "delivered": delivered,
@@ -110,6 +115,10 @@ def format_text(st: dict[str, Any]) -> str:
     ack = "n/a" if r["ack_of_orange_red"] is None else f"{r['ack_of_orange_red']:.0%}"
     lines.append(f"receipts: delivered {o['delivered']} of {o['sent']} sent ({rate}); acknowledged "
                  f"{r['acknowledged']} ({ack} of orange/red messages)")
+    arc = st.get("archive") or {}
+    if arc.get("batches"):
+        lines.append(f"archived (OUT/archive): {arc['messages']} messages with {arc['receipts']} receipts in "
+                     f"{arc['batches']} batch(es), the last at {arc['last_at']}")
     jobs = hb.get("jobs") or []
     if jobs:
         lines.append("next jobs:")
