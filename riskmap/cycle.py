@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -78,12 +78,6 @@ class CycleReport:
     files: Mapping[str, Path]
     seconds: Mapping[str, float]
     db_url: str
-
-
-def _sha_files(paths: Sequence[Path]) -> str:
-    from riskmap.region_cache import files_hash
-
-    return files_hash(list(paths))
 
 
 def rules_hash(rules_dir: Any) -> str:
@@ -211,6 +205,7 @@ def run_cycle(req: CycleRequest, progress: Progress | None = None) -> CycleRepor
     from riskmap.gateways import make_gateway
     from riskmap.lifecycle import LifecyclePolicy
     from riskmap.outputs import write_outputs
+    from riskmap.region_cache import files_hash
     from riskmap.render import Renderer
     from riskmap.store import RunMeta, Store
     from riskmap.store.apply import apply_run
@@ -232,8 +227,8 @@ def run_cycle(req: CycleRequest, progress: Progress | None = None) -> CycleRepor
         with timer.stage("store"):
             meta = RunMeta(
                 now=now, source=",".join(p.name for p in req.forecast),
-                forecast_hash=_sha_files(list(req.forecast)),
-                observed_hash=_sha_files([req.observed]) if req.observed else "",
+                forecast_hash=files_hash(list(req.forecast)),
+                observed_hash=files_hash([req.observed]) if req.observed else "",
                 rules_hash=rules_hash(ev.rules_dir), region_hash=ev.rainfall.region_hash, drill=req.drill,
             )
             renderer = Renderer(region, ev.routing, ev.templates, s, ruleset=ev.ruleset, drill=req.drill)

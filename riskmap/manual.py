@@ -43,16 +43,20 @@ class Silence:
                          self.until.isoformat(), self.created_at.isoformat(), self.operator])
         return hashlib.sha256(text.encode()).hexdigest()[:24]
 
-    def covers(self, code: str, hazard: str, now: datetime, decided_at: datetime | None = None) -> bool:
-        """Whether this silence applies to a village and hazard in a decision about ``now``.
+    def in_force(self, now: datetime, decided_at: datetime | None = None) -> bool:
+        """Whether this silence holds for a decision about ``now`` taken at ``decided_at``.
 
         The silence must have been set before the decision was taken (``decided_at``, the wall
         clock when the run is applied; default ``now``) and ``now`` must be before its end.  A
         cycle's ``now`` is the forecast's reference time, which lags the clock: a silence set at
         03:10 covers the 03:00 forecast that arrives at 03:40.
         """
-        return (self.created_at <= max(now, decided_at or now) and now < self.until
-                and code in self.village_codes and (not self.hazards or hazard in self.hazards))
+        return self.created_at <= max(now, decided_at or now) and now < self.until
+
+    def covers(self, code: str, hazard: str, now: datetime, decided_at: datetime | None = None) -> bool:
+        """Whether this silence applies to a village and hazard in a decision (:meth:`in_force`)."""
+        return (self.in_force(now, decided_at) and code in self.village_codes
+                and (not self.hazards or hazard in self.hazards))
 
 
 @dataclass(frozen=True)

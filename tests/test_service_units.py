@@ -13,6 +13,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from service_data import make_region, write_forecast
@@ -194,8 +195,10 @@ def test_scheduler_jobs_never_drop_a_late_run() -> None:
     assert JOB_DEFAULTS["max_instances"] == 1
 
 
-def test_expiry_check_ends_unrenewed_warnings_on_time_and_is_idempotent(tmp_path: Path) -> None:
+def _service_after_one_cycle(tmp_path: Path) -> tuple[Any, Any, list[int]]:
+    """A Service (store open, packaged rules, a recording dispatcher) on a store where f1.nc ran one cycle."""
     from riskmap.cycle import CycleRequest, run_cycle
+    from riskmap.rules import packaged_rules_dir
     from riskmap.service.runner import Service
 
     region = make_region(tmp_path / "region.gpkg")
@@ -205,14 +208,17 @@ def test_expiry_check_ends_unrenewed_warnings_on_time_and_is_idempotent(tmp_path
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataWarning)
         rep = run_cycle(CycleRequest(region=region, forecast=(fc,), out_dir=out, settings=settings,
-                                     write_map=False))
+                                     write_map=False))  # the file gateway sends them at once
     svc = Service(settings, ServiceConfig(region=region, inbox=tmp_path / "inbox", out=out))
-    svc.store = Store.open(rep.db_url)
-    woken = []
+    svc.store, svc.rules_dir = Store.open(rep.db_url), packaged_rules_dir()
+    woken: list[int] = []
     svc.dispatcher = SimpleNamespace(wake=lambda: woken.append(1))
-    from riskmap.rules import packaged_rules_dir
+    return svc, rep, woken
 
-    svc.rules_dir = packaged_rules_dir()
+
+def test_expiry_check_ends_unrenewed_warnings_on_time_and_is_idempotent(tmp_path: Path) -> None:
+    svc, _rep, woken = _service_after_one_cycle(tmp_path)
+    out = svc.sc.out
     active = svc.store.warnings(active=True)
     last = max(w.valid_until for w in active)
     svc.check_expiry(T0 + timedelta(minutes=1))  # nothing due yet: no run
@@ -314,22 +320,7 @@ def test_url_source_gets_a_fetch_job_and_a_default_pattern(tmp_path: Path) -> No
 
 
 def test_escalation_check_sends_unacknowledged_red_to_the_township_once(tmp_path: Path) -> None:
-    from riskmap.cycle import CycleRequest, run_cycle
-    from riskmap.rules import packaged_rules_dir
-    from riskmap.service.runner import Service
-
-    region = make_region(tmp_path / "region.gpkg")
-    fc = write_forecast(tmp_path / "f1.nc")
-    settings = replace(Settings(), paths=PathSettings(cache_dir=str(tmp_path / "cache")))
-    out = tmp_path / "out"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DataWarning)
-        rep = run_cycle(CycleRequest(region=region, forecast=(fc,), out_dir=out, settings=settings,
-                                     write_map=False))  # the file gateway sends them at once
-    svc = Service(settings, ServiceConfig(region=region, inbox=tmp_path / "inbox", out=out))
-    svc.store, svc.rules_dir = Store.open(rep.db_url), packaged_rules_dir()
-    woken: list[int] = []
-    svc.dispatcher = SimpleNamespace(wake=lambda: woken.append(1))
+    svc, rep, woken = _service_after_one_cycle(tmp_path)
     heads = [r for r in svc.store.outbox() if "village_head" in r.role.split(",") and r.level >= 3]
     assert heads, "the red warning went to a village head"
     sent_at = svc.store.run(rep.run_id).finished_at  # when the messages were queued

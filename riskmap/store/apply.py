@@ -82,8 +82,7 @@ def apply_run(store: Store, meta: RunMeta, levels: pd.DataFrame | None, policy: 
     try:
         previous = store.current_warnings()
         decided_at = at or datetime.now(UTC)     # silences set after the forecast's time still count
-        latest = max(meta.now, decided_at)
-        silences = [s for s in store.silences() if s.created_at <= latest and meta.now < s.until]
+        silences = [s for s in store.silences() if s.in_force(meta.now, decided_at)]
         decision = decide(previous, levels, meta.now, policy, silences=silences,
                           last_run_at=store.last_run_at(), decided_at=decided_at)
         if getattr(render, "repeats", False):
